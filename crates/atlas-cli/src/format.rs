@@ -1,0 +1,60 @@
+//! Number formatting for tables.
+
+/// An amount with thousands separators: two decimals below 1e6, none above; scientific
+/// notation outside `[1e-3, 1e15)`.
+pub(crate) fn fmt_amount(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e15).contains(&a) {
+        return format!("{v:.4e}");
+    }
+    let decimals = if a >= 1e6 { 0 } else { 2 };
+    let text = format!("{a:.decimals$}");
+    let (int, frac) = match text.split_once('.') {
+        Some((i, f)) => (i.to_string(), Some(f.to_string())),
+        None => (text, None),
+    };
+    let mut grouped = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    let sign = if v < 0.0 { "-" } else { "" };
+    match frac {
+        Some(f) => format!("{sign}{grouped}.{f}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
+/// A relative quantity in scientific notation.
+pub(crate) fn fmt_ratio(v: f64) -> String {
+    format!("{v:.2e}")
+}
+
+/// Seconds as ms below one second.
+pub(crate) fn fmt_duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.2} ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.3} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts() {
+        assert_eq!(fmt_amount(1_585_364.8228), "1,585,365");
+        assert_eq!(fmt_amount(12_345.678), "12,345.68");
+        assert_eq!(fmt_amount(-999.5), "-999.50");
+        assert_eq!(fmt_amount(0.0), "0.00");
+        assert_eq!(fmt_amount(2.5e-7), "2.5000e-7");
+        assert_eq!(fmt_duration(0.0123), "12.30 ms");
+    }
+}

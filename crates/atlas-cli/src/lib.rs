@@ -1,0 +1,484 @@
+#![doc = include_str!("../README.md")]
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use atlas_core::{
+    Allocation, Compiled, Error, Evaluation, Frequency, InputError, Objective, OptimizationResult,
+    Registry, Scaled, SolveOptions, SolverConfig,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Map, Value};
+
+mod format;
+mod progress;
+
+use format::{fmt_amount, fmt_duration, fmt_ratio};
+
+/// Budget allocation across marketing channels and periods.
+#[derive(Debug, Parser)]
+#[command(name = "atlas", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output format of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A readable table.
+    Table,
+    /// JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Find the best allocation of a problem file.
+    Optimize {
+        /// Problem file (.toml, .json, .yaml).
+        problem: PathBuf,
+        /// Optimizer to use (see `atlas list`).
+        #[arg(long, short = 'O')]
+        optimizer: Option<String>,
+        /// Optimizer settings file with an `optimizer = "name"` key and settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Set one optimizer setting, e.g. `--set max_iterations=50` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Seed for optimizers that draw random numbers.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop after this many seconds (status `time_limit`).
+        #[arg(long, value_name = "SECONDS")]
+        time_limit: Option<f64>,
+        /// Write the result JSON to this file.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Output on stdout.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// No progress on stderr.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Objective and violations of a given allocation (a result file or
+    /// `{"allocation": {...}}`).
+    Evaluate {
+        /// Problem file.
+        problem: PathBuf,
+        /// Allocation file (JSON, TOML or YAML with an `allocation` table).
+        #[arg(long)]
+        allocation: PathBuf,
+        /// Output on stdout.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Check a problem file: schema, values, and whether its rules admit an allocation.
+    Validate {
+        /// Problem file.
+        problem: PathBuf,
+    },
+    /// The optimizers of this build, their capabilities and default settings.
+    List {
+        /// Output on stdout.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+}
+
+/// Runs the command line with the process arguments; returns the exit status
+/// (0 success, 2 bad input, 1 other failure).
+pub fn main(registry: Registry) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match run(cli, &registry, &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = stdout.flush();
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs a parsed command, writing its output to `out`.
+pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Error> {
+    match cli.command {
+        Command::Optimize {
+            problem,
+            optimizer,
+            config,
+            set,
+            seed,
+            time_limit,
+            output,
+            format,
+            quiet,
+        } => {
+            let compiled = Compiled::from_path(&problem)?;
+            let config = resolve_config(registry, optimizer.as_deref(), config.as_deref(), &set)?;
+            let mut options = SolveOptions {
+                seed,
+                ..Default::default()
+            };
+            if let Some(t) = time_limit {
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(InputError::new("--time-limit", format!("must be a number of seconds > 0 (got {t})")).into());
+                }
+                options.time_limit = Some(Duration::from_secs_f64(t));
+            }
+            if !quiet {
+                options.observers.push((
+                    Frequency::Always,
+                    Box::new(progress::Progress::new(config.name(), std::io::stderr().is_terminal())),
+                ));
+            }
+            let result = registry.optimize(&compiled, config.as_ref(), options)?;
+            if let Some(path) = &output {
+                write_atomically(path, &to_json(&result)?)?;
+            }
+            match format {
+                OutputFormat::Json => writeln!(out, "{}", to_json(&result)?).map_err(stdout_error)?,
+                OutputFormat::Table => print_result(out, &compiled, &result).map_err(stdout_error)?,
+            }
+            Ok(())
+        }
+        Command::Evaluate {
+            problem,
+            allocation,
+            format,
+        } => {
+            let compiled = Compiled::from_path(&problem)?;
+            let x = Allocation::from_path(&allocation)?
+                .to_flat(&compiled)
+                .map_err(|e| e.in_file(Some(&allocation)))?;
+            let evaluation = Evaluation::of(&compiled, &x);
+            match format {
+                OutputFormat::Json => {
+                    let text = serde_json::to_string_pretty(&evaluation).map_err(json_error)?;
+                    writeln!(out, "{text}").map_err(stdout_error)?;
+                }
+                OutputFormat::Table => print_evaluation(out, &compiled, &x, &evaluation).map_err(stdout_error)?,
+            }
+            Ok(())
+        }
+        Command::Validate { problem } => {
+            let compiled = Compiled::from_path(&problem)?;
+            let scaled = Scaled::new(&compiled)?;
+            print_validation(out, &problem, &compiled, &scaled, registry).map_err(stdout_error)
+        }
+        Command::List { format } => {
+            let list = registry.list();
+            match format {
+                OutputFormat::Json => {
+                    let text = serde_json::to_string_pretty(&list).map_err(json_error)?;
+                    writeln!(out, "{text}").map_err(stdout_error)?;
+                }
+                OutputFormat::Table => print_list(out, registry).map_err(stdout_error)?,
+            }
+            Ok(())
+        }
+    }
+}
+
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::Io {
+        path: PathBuf::from("<stdout>"),
+        message: e.to_string(),
+    }
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Solver {
+        optimizer: String::new(),
+        reason: format!("cannot serialize the result: {e}"),
+    }
+}
+
+fn to_json(result: &OptimizationResult) -> Result<String, Error> {
+    serde_json::to_string_pretty(result).map_err(json_error)
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it, so that a failure
+/// leaves no partial output.
+fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, format!("{text}\n")).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// The configuration from `--optimizer`, `--config` and `--set`, checked.
+fn resolve_config(
+    registry: &Registry,
+    optimizer: Option<&str>,
+    config_file: Option<&Path>,
+    sets: &[String],
+) -> Result<Box<dyn SolverConfig>, Error> {
+    let mut settings = Map::new();
+    let mut name = optimizer.map(str::to_string);
+    if let Some(path) = config_file {
+        let value: Value = atlas_core::problem::read_document(path)?;
+        let Value::Object(map) = value else {
+            return Err(InputError::new("", "an optimizer configuration must be a table of settings").in_file(Some(path)).into());
+        };
+        match (map.get("optimizer").and_then(Value::as_str), &name) {
+            (Some(file_name), Some(cli_name)) if file_name != cli_name => {
+                return Err(InputError::new(
+                    "optimizer",
+                    format!("the file configures `{file_name}` but --optimizer is `{cli_name}`"),
+                )
+                .in_file(Some(path))
+                .into());
+            }
+            (Some(file_name), None) => name = Some(file_name.to_string()),
+            _ => {}
+        }
+        settings = map;
+        if settings.contains_key("optimizer") {
+            // Deserialize the file by name through typetag (checks the settings too).
+            registry.config_from_value(Value::Object(settings.clone()))?;
+        }
+    }
+    let name = name.unwrap_or_else(|| default_optimizer(registry));
+    for item in sets {
+        let Some((key, raw)) = item.split_once('=') else {
+            return Err(InputError::new("--set", format!("expected KEY=VALUE (got `{item}`)")).into());
+        };
+        let key = key.trim();
+        let raw = raw.trim();
+        // Numbers, booleans, null, arrays and quoted strings as JSON; anything else as text.
+        let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+        settings.insert(key.to_string(), value);
+    }
+    registry.config(&name, settings)
+}
+
+/// `lbfgs` when this build has it, else the first registered optimizer.
+fn default_optimizer(registry: &Registry) -> String {
+    if registry.contains("lbfgs") {
+        "lbfgs".to_string()
+    } else {
+        registry.names().first().map(|s| s.to_string()).unwrap_or_default()
+    }
+}
+
+fn print_result(out: &mut dyn Write, compiled: &Compiled, result: &OptimizationResult) -> std::io::Result<()> {
+    let x = result
+        .flat_allocation(compiled)
+        .unwrap_or_else(|_| vec![0.0; compiled.layout().len()]);
+    writeln!(
+        out,
+        "{} · optimizer {} · {}",
+        result.problem, result.optimizer, result.status
+    )?;
+    writeln!(out)?;
+    write_channel_table(out, compiled, &x)?;
+    writeln!(out)?;
+    let objective_name = match compiled.objective() {
+        Objective::Response => "response",
+        Objective::Profit { .. } => "profit",
+        Objective::MinSpend { .. } => "spend (min)",
+    };
+    writeln!(out, "objective      {:>18}  ({objective_name})", fmt_amount(result.objective))?;
+    if let Objective::MinSpend { target } = compiled.objective() {
+        writeln!(
+            out,
+            "response       {:>18}  (target {})",
+            fmt_amount(compiled.model().value(&x)),
+            fmt_amount(target)
+        )?;
+    }
+    match (result.bound, result.gap()) {
+        (Some(b), Some(g)) => writeln!(out, "bound          {:>18}  (gap {})", fmt_amount(b), fmt_ratio(g))?,
+        _ => writeln!(out, "bound          {:>18}  (this optimizer proves none)", "-")?,
+    }
+    let feasible = if result.max_violation <= compiled.feasibility_tolerance() {
+        "feasible"
+    } else {
+        "INFEASIBLE"
+    };
+    writeln!(out, "max violation  {:>18}  ({feasible})", format!("{:.3e}", result.max_violation))?;
+    let m = &result.metrics;
+    writeln!(
+        out,
+        "time           {:>18}  (model {}, constraints {})",
+        fmt_duration(m.wall_time_s),
+        fmt_duration(m.model_time_s),
+        fmt_duration(m.constraint_time_s)
+    )?;
+    writeln!(
+        out,
+        "evaluations    {:>18}  ({} gradients, {} iterations)",
+        m.evaluations, m.gradient_evaluations, m.iterations
+    )?;
+    writeln!(out, "peak memory    {:>18}", format!("{:.1} MiB", m.peak_memory_mb))?;
+    Ok(())
+}
+
+/// Per channel: total, share of spend, response, average and marginal ROI.
+fn write_channel_table(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> std::io::Result<()> {
+    let layout = compiled.layout();
+    let totals = layout.totals(x);
+    let spend: f64 = totals.iter().sum();
+    let model = compiled.model();
+    let responses = model.channel_responses(x);
+    let mut gradient = vec![0.0; x.len()];
+    let has_gradient = model.gradient(x, &mut gradient).is_some();
+    let width = layout.channels().iter().map(|c| c.len()).max().unwrap_or(7).max(7);
+    writeln!(
+        out,
+        "{:<width$}  {:>16}  {:>7}  {:>16}  {:>8}  {:>12}",
+        "channel", "total spend", "share", "response", "avg ROI", "marginal ROI"
+    )?;
+    for (c, name) in layout.channels().iter().enumerate() {
+        let total = totals[c];
+        let share = if spend > 0.0 { total / spend } else { 0.0 };
+        let response = responses.as_ref().map(|r| r[c]);
+        let avg = response.filter(|_| total > 0.0).map(|r| r / total);
+        let marginal = has_gradient.then(|| {
+            let g = layout.channel_slice(&gradient, c);
+            let xs = layout.channel_slice(x, c);
+            if total > 0.0 {
+                g.iter().zip(xs).map(|(gi, xi)| gi * xi / total).sum::<f64>()
+            } else {
+                g.iter().sum::<f64>() / g.len() as f64
+            }
+        });
+        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
+        writeln!(
+            out,
+            "{:<width$}  {:>16}  {:>6.1}%  {:>16}  {:>8}  {:>12}",
+            name,
+            fmt_amount(total),
+            100.0 * share,
+            opt(response, &fmt_amount),
+            opt(avg, &|v| format!("{v:.3}")),
+            opt(marginal, &|v| format!("{v:.4}")),
+        )?;
+    }
+    let response_total = responses.as_ref().map(|r| r.iter().sum::<f64>());
+    writeln!(
+        out,
+        "{:<width$}  {:>16}  {:>6.1}%  {:>16}  {:>8}",
+        "total",
+        fmt_amount(spend),
+        if spend > 0.0 { 100.0 } else { 0.0 },
+        response_total.map_or("-".to_string(), fmt_amount),
+        response_total
+            .filter(|_| spend > 0.0)
+            .map_or("-".to_string(), |r| format!("{:.3}", r / spend)),
+    )
+}
+
+fn print_evaluation(out: &mut dyn Write, compiled: &Compiled, x: &[f64], e: &Evaluation) -> std::io::Result<()> {
+    writeln!(out, "{} · evaluation of a given allocation", compiled.name())?;
+    writeln!(out)?;
+    write_channel_table(out, compiled, x)?;
+    writeln!(out)?;
+    writeln!(out, "objective      {:>18}", fmt_amount(e.objective))?;
+    writeln!(out, "total spend    {:>18}", fmt_amount(e.total_spend))?;
+    writeln!(
+        out,
+        "max violation  {:>18}  ({})",
+        format!("{:.3e}", e.max_violation),
+        if e.feasible { "feasible" } else { "INFEASIBLE" }
+    )?;
+    let violations = compiled.violations(x, compiled.feasibility_tolerance());
+    if !violations.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "violated rules ({}):", violations.len())?;
+        for v in violations.iter().take(20) {
+            writeln!(out, "  {:>14}  {}", format!("{:.4e}", v.amount), v.what)?;
+        }
+        if violations.len() > 20 {
+            writeln!(out, "  ... and {} more", violations.len() - 20)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_validation(
+    out: &mut dyn Write,
+    path: &Path,
+    compiled: &Compiled,
+    scaled: &Scaled,
+    registry: &Registry,
+) -> std::io::Result<()> {
+    let layout = compiled.layout();
+    writeln!(out, "{}: ok", path.display())?;
+    writeln!(
+        out,
+        "  {} channels x {} periods = {} variables; {} linear rows as written, {} after simplification",
+        layout.n_channels(),
+        layout.periods(),
+        layout.len(),
+        compiled.feasible_set().rows().len(),
+        scaled.feasible_set().rows().len()
+    )?;
+    let set = compiled.feasible_set();
+    writeln!(
+        out,
+        "  budget {} ({:?}), objective {:?}",
+        fmt_amount(set.budget()),
+        set.budget_mode(),
+        compiled.objective()
+    )?;
+    let features: Vec<String> = compiled.features().iter().map(|f| f.describe()).collect();
+    if !features.is_empty() {
+        writeln!(out, "  features: {}", features.join("; "))?;
+    }
+    let capable = registry.capable_of(compiled);
+    writeln!(
+        out,
+        "  optimizers that can solve it: {}",
+        if capable.is_empty() {
+            "none in this build".to_string()
+        } else {
+            capable.join(", ")
+        }
+    )
+}
+
+fn print_list(out: &mut dyn Write, registry: &Registry) -> std::io::Result<()> {
+    for info in registry.list() {
+        let c = info.capabilities;
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        writeln!(out, "{}", info.name)?;
+        writeln!(out, "  {}", info.summary)?;
+        writeln!(
+            out,
+            "  needs gradients: {}, handles non-convex: {}, integer rules: {}, min_roi/min_spend: {}, proves a bound: {}, parallel: {}",
+            yes(c.needs_gradient),
+            yes(c.handles_nonconvex),
+            yes(c.integer_features),
+            yes(c.nonlinear_constraints),
+            yes(c.proves_bound),
+            yes(c.parallel)
+        )?;
+        if let Value::Object(map) = &info.defaults {
+            let items: Vec<String> = map.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            writeln!(out, "  defaults: {}", items.join(", "))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! Constraint handling shared by the gradient backends: an augmented Lagrangian
+//! (Powell–Hestenes–Rockafellar) over the linear rows and the nonlinear rows (`min_roi`,
+//! the `min_spend` target), with bounds and budget left to the inner solver, which keeps
+//! every iterate inside them by projection.
+//!
+//! A backend supplies an [`InnerSolver`] that minimizes a smooth function over bounds plus
+//! budget; [`solve`] runs the outer loop (multiplier updates, penalty growth, tolerances)
+//! and finishes with an exact projection onto the linear rows, so the returned point is
+//! feasible for them to rounding.
+
+use std::cell::RefCell;
+use std::ops::ControlFlow;
+
+use crate::context::Context;
+use crate::feasible::{LinearRows, ProjectionWorkspace};
+use crate::scaled::Scaled;
+use crate::solver::Status;
+
+/// Outer-loop settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlmSettings {
+    /// Final tolerance of the inner solves (projected gradient, scaled units).
+    pub gradient_tolerance: f64,
+    /// Largest violation of a row accepted as satisfied (scaled units: budget = 1).
+    pub feasibility_tolerance: f64,
+    /// Outer iterations at most.
+    pub max_outer_iterations: usize,
+    /// Initial penalty.
+    pub initial_penalty: f64,
+    /// Largest penalty.
+    pub max_penalty: f64,
+}
+
+impl Default for AlmSettings {
+    fn default() -> Self {
+        Self {
+            gradient_tolerance: 1e-9,
+            feasibility_tolerance: 1e-10,
+            max_outer_iterations: 60,
+            initial_penalty: 10.0,
+            max_penalty: 1e10,
+        }
+    }
+}
+
+/// How an inner solve ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InnerOutcome {
+    /// The tolerance was met.
+    Converged,
+    /// No further progress is possible at this precision (line search failed); treated as
+    /// converged.
+    Stalled,
+    /// The inner solver's own iteration limit.
+    MaxIterations,
+    /// The context said to stop.
+    Stopped(Status),
+}
+
+/// Minimizes a smooth function over bounds plus budget (the inner problem of the
+/// augmented Lagrangian, or the whole problem when there are no rows).
+pub trait InnerSolver {
+    /// Minimizes `f` from `u` (inside bounds plus budget) until the projected gradient is
+    /// below `tolerance`, leaving the result in `u`. Calls
+    /// [`AugmentedLagrangian::report`] after each accepted step.
+    fn minimize(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &mut [f64], tolerance: f64) -> InnerOutcome;
+}
+
+struct Cache {
+    u: Vec<f64>,
+    model_value: f64,
+    model_gradient: Vec<f64>,
+    row_values: Vec<f64>,
+    phi: f64,
+}
+
+/// `L(u) = phi(u) + PHR penalties of the rows`, with value, gradient and (generalized)
+/// Hessian-vector product; evaluates through the context's counted evaluator.
+pub struct AugmentedLagrangian<'c, 'a> {
+    ctx: &'c Context<'a>,
+    problem: &'a Scaled,
+    /// Multipliers of the linear rows: positive when the upper limit binds, negative for
+    /// the lower one.
+    row_multipliers: Vec<f64>,
+    /// Multipliers of the nonlinear rows (`>= 0`).
+    nonlinear_multipliers: Vec<f64>,
+    penalty: f64,
+    cache: RefCell<Option<Cache>>,
+    uses_model: bool,
+}
+
+impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
+    /// The augmented Lagrangian of the context's problem with zero multipliers.
+    pub fn new(ctx: &'c Context<'a>, penalty: f64) -> Self {
+        let problem = ctx.problem();
+        let uses_model = problem.objective().model != 0.0 || !problem.nonlinear_rows().is_empty();
+        Self {
+            ctx,
+            problem,
+            row_multipliers: vec![0.0; problem.feasible_set().rows().len()],
+            nonlinear_multipliers: vec![0.0; problem.nonlinear_rows().len()],
+            penalty,
+            cache: RefCell::new(None),
+            uses_model,
+        }
+    }
+
+    /// The context.
+    pub fn context(&self) -> &'c Context<'a> {
+        self.ctx
+    }
+
+    /// Number of variables.
+    pub fn dim(&self) -> usize {
+        self.problem.dim()
+    }
+
+    fn rows(&self) -> &'a LinearRows {
+        self.problem.feasible_set().rows()
+    }
+
+    /// Whether there is anything beyond bounds and budget (else `L = phi`).
+    pub fn has_rows(&self) -> bool {
+        !self.rows().is_empty() || !self.problem.nonlinear_rows().is_empty()
+    }
+
+    fn evaluate(&self, u: &[f64]) {
+        if self.cache.borrow().as_ref().is_some_and(|c| c.u == u) {
+            return;
+        }
+        let n = u.len();
+        let mut model_gradient = vec![0.0; n];
+        let model_value = if self.uses_model {
+            self.ctx.evaluator().model_gradient(u, &mut model_gradient)
+        } else {
+            0.0
+        };
+        let spend: f64 = u.iter().sum();
+        let rows = self.rows();
+        let mut row_values = vec![0.0; rows.len()];
+        if !rows.is_empty() {
+            self.ctx.evaluator().constraint_work(|| rows.mul(u, &mut row_values));
+        }
+        let phi = self.problem.objective().value(model_value, spend);
+        *self.cache.borrow_mut() = Some(Cache {
+            u: u.to_vec(),
+            model_value,
+            model_gradient,
+            row_values,
+            phi,
+        });
+    }
+
+    /// Coefficient of row `i`'s gradient `a_i` in `∇L` (also its updated multiplier).
+    #[inline]
+    fn row_coefficient(&self, i: usize, r: f64) -> f64 {
+        let rows = self.rows();
+        let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
+        let l = self.row_multipliers[i];
+        let rho = self.penalty;
+        if lo == hi {
+            return l + rho * (r - hi);
+        }
+        let up = (l.max(0.0) + rho * (r - hi)).max(0.0);
+        let down = ((-l).max(0.0) + rho * (lo - r)).max(0.0);
+        up - down
+    }
+
+    /// Weight `m_j >= 0` of the nonlinear row `j` in `∇L` (`-m_j ∇c_j`), and its updated
+    /// multiplier.
+    #[inline]
+    fn nonlinear_weight(&self, j: usize, model_value: f64, spend: f64) -> f64 {
+        let row = &self.problem.nonlinear_rows()[j];
+        let c = row.lhs.value(model_value, spend) - row.rhs;
+        (self.nonlinear_multipliers[j] - self.penalty * c).max(0.0)
+    }
+
+    /// `L(u)` and its gradient.
+    pub fn value_gradient(&self, u: &[f64], grad: &mut [f64]) -> f64 {
+        self.evaluate(u);
+        let cache = self.cache.borrow();
+        let c = cache.as_ref().expect("evaluated above");
+        let rho = self.penalty;
+        let spend: f64 = u.iter().sum();
+        let obj = self.problem.objective();
+        let mut w_model = obj.model;
+        let mut w_spend = obj.spend;
+        let mut value = c.phi;
+        for (j, row) in self.problem.nonlinear_rows().iter().enumerate() {
+            let m = self.nonlinear_weight(j, c.model_value, spend);
+            let mu = self.nonlinear_multipliers[j];
+            value += (m * m - mu * mu) / (2.0 * rho);
+            w_model -= m * row.lhs.model;
+            w_spend -= m * row.lhs.spend;
+        }
+        for (g, mg) in grad.iter_mut().zip(&c.model_gradient) {
+            *g = w_model * mg + w_spend;
+        }
+        let rows = self.rows();
+        for i in 0..rows.len() {
+            let r = c.row_values[i];
+            let coef = self.row_coefficient(i, r);
+            let l = self.row_multipliers[i];
+            let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
+            value += if lo == hi {
+                l * (r - hi) + 0.5 * rho * (r - hi) * (r - hi)
+            } else {
+                let up0 = l.max(0.0);
+                let down0 = (-l).max(0.0);
+                let up = coef.max(0.0);
+                let down = (-coef).max(0.0);
+                (up * up - up0 * up0 + down * down - down0 * down0) / (2.0 * rho)
+            };
+            if coef != 0.0 {
+                let (idx, val) = rows.row(i);
+                for (&k, &a) in idx.iter().zip(val) {
+                    grad[k] += coef * a;
+                }
+            }
+        }
+        value
+    }
+
+    /// `L(u)`.
+    pub fn value(&self, u: &[f64]) -> f64 {
+        let mut g = vec![0.0; u.len()];
+        self.value_gradient(u, &mut g)
+    }
+
+    /// Generalized Hessian-vector product `∇²L(u) v` (exact where the penalty terms are
+    /// twice differentiable).
+    pub fn hessian_vector(&self, u: &[f64], v: &[f64], out: &mut [f64]) {
+        self.evaluate(u);
+        let cache = self.cache.borrow();
+        let c = cache.as_ref().expect("evaluated above");
+        let rho = self.penalty;
+        let spend: f64 = u.iter().sum();
+        let v_sum: f64 = v.iter().sum();
+        let obj = self.problem.objective();
+        let mut w_model = obj.model;
+        let mut rank_one: Vec<(f64, f64, f64)> = Vec::new(); // (model, spend, grad_c . v)
+        let gr_v: f64 = c.model_gradient.iter().zip(v).map(|(a, b)| a * b).sum();
+        for (j, row) in self.problem.nonlinear_rows().iter().enumerate() {
+            let m = self.nonlinear_weight(j, c.model_value, spend);
+            w_model -= m * row.lhs.model;
+            if m > 0.0 {
+                rank_one.push((row.lhs.model, row.lhs.spend, row.lhs.model * gr_v + row.lhs.spend * v_sum));
+            }
+        }
+        if w_model != 0.0 {
+            self.ctx.evaluator().model_hessian_vector(u, v, out);
+            out.iter_mut().for_each(|o| *o *= w_model);
+        } else {
+            out.iter_mut().for_each(|o| *o = 0.0);
+        }
+        for (cm, cs, dot) in rank_one {
+            for (o, g) in out.iter_mut().zip(&c.model_gradient) {
+                *o += rho * (cm * g + cs) * dot;
+            }
+        }
+        let rows = self.rows();
+        for i in 0..rows.len() {
+            let r = c.row_values[i];
+            let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
+            let l = self.row_multipliers[i];
+            let active = lo == hi || l.max(0.0) + rho * (r - hi) > 0.0 || (-l).max(0.0) + rho * (lo - r) > 0.0;
+            if active {
+                let av = rows.dot(i, v);
+                let (idx, val) = rows.row(i);
+                for (&k, &a) in idx.iter().zip(val) {
+                    out[k] += rho * a * av;
+                }
+            }
+        }
+    }
+
+    /// The diagonal of `∇²L(u)` (generalized, like [`hessian_vector`](Self::hessian_vector))
+    /// into `out`; `false` when the model provides no Hessian diagonal.
+    pub fn hessian_diagonal(&self, u: &[f64], out: &mut [f64]) -> bool {
+        self.evaluate(u);
+        let cache = self.cache.borrow();
+        let c = cache.as_ref().expect("evaluated above");
+        let rho = self.penalty;
+        let spend: f64 = u.iter().sum();
+        let obj = self.problem.objective();
+        let mut w_model = obj.model;
+        let mut rank_one: Vec<(f64, f64)> = Vec::new();
+        for (j, row) in self.problem.nonlinear_rows().iter().enumerate() {
+            let m = self.nonlinear_weight(j, c.model_value, spend);
+            w_model -= m * row.lhs.model;
+            if m > 0.0 {
+                rank_one.push((row.lhs.model, row.lhs.spend));
+            }
+        }
+        if w_model != 0.0 {
+            if !self.ctx.evaluator().model_hessian_diagonal(u, out) {
+                return false;
+            }
+            out.iter_mut().for_each(|o| *o *= w_model);
+        } else {
+            out.iter_mut().for_each(|o| *o = 0.0);
+        }
+        for (cm, cs) in rank_one {
+            for (o, g) in out.iter_mut().zip(&c.model_gradient) {
+                let d = cm * g + cs;
+                *o += rho * d * d;
+            }
+        }
+        let rows = self.rows();
+        for i in 0..rows.len() {
+            let r = c.row_values[i];
+            let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
+            let l = self.row_multipliers[i];
+            let active = lo == hi || l.max(0.0) + rho * (r - hi) > 0.0 || (-l).max(0.0) + rho * (lo - r) > 0.0;
+            if active {
+                let (idx, val) = rows.row(i);
+                for (&k, &a) in idx.iter().zip(val) {
+                    out[k] += rho * a * a;
+                }
+            }
+        }
+        true
+    }
+
+    /// The objective `phi` at the last evaluated point.
+    pub fn phi(&self, u: &[f64]) -> f64 {
+        self.evaluate(u);
+        self.cache.borrow().as_ref().map_or(f64::NAN, |c| c.phi)
+    }
+
+    /// Largest violation of the linear and nonlinear rows at `u` (scaled units).
+    pub fn violation(&self, u: &[f64]) -> f64 {
+        self.evaluate(u);
+        let cache = self.cache.borrow();
+        let c = cache.as_ref().expect("evaluated above");
+        let rows = self.rows();
+        let linear = (0..rows.len())
+            .map(|i| rows.residual(i, c.row_values[i]))
+            .fold(0.0, f64::max);
+        linear.max(self.problem.nonlinear_violation(c.model_value, u.iter().sum()))
+    }
+
+    /// Reports an accepted inner step at `u` to the context (objective, feasibility).
+    pub fn report(&self, u: &[f64]) -> ControlFlow<Status> {
+        let phi = self.phi(u);
+        let feasible = !self.has_rows() || self.violation(u) <= 1e-9;
+        self.ctx.iteration(phi, u, feasible)
+    }
+
+    /// Updates the multipliers at `u`; returns the complementarity-aware violation
+    /// `max_i \|max(g_i, -mu_i / rho)\|` (Birgin–Martínez) used to steer the penalty.
+    fn update_multipliers(&mut self, u: &[f64]) -> f64 {
+        self.evaluate(u);
+        let (row_values, model_value) = {
+            let cache = self.cache.borrow();
+            let c = cache.as_ref().expect("evaluated above");
+            (c.row_values.clone(), c.model_value)
+        };
+        let spend: f64 = u.iter().sum();
+        let rows = self.rows();
+        let rho = self.penalty;
+        let mut measure = 0.0f64;
+        for (i, &r) in row_values.iter().enumerate() {
+            let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
+            let l = self.row_multipliers[i];
+            let m = if lo == hi {
+                (r - hi).abs()
+            } else {
+                let up = (r - hi).max(-l.max(0.0) / rho).abs();
+                let down = (lo - r).max(-(-l).max(0.0) / rho).abs();
+                // An absent limit is never violated nor active.
+                let up = if hi.is_finite() { up } else { 0.0 };
+                let down = if lo.is_finite() { down } else { 0.0 };
+                up.max(down)
+            };
+            measure = measure.max(m);
+            self.row_multipliers[i] = self.row_coefficient(i, r);
+        }
+        for j in 0..self.nonlinear_multipliers.len() {
+            let row = &self.problem.nonlinear_rows()[j];
+            let c = row.lhs.value(model_value, spend) - row.rhs;
+            let mu = self.nonlinear_multipliers[j];
+            measure = measure.max((-c).max(-mu / rho).abs());
+            self.nonlinear_multipliers[j] = self.nonlinear_weight(j, model_value, spend);
+        }
+        // The multipliers changed: the cached point stays valid (values only).
+        measure
+    }
+}
+
+/// Result of [`solve`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlmResult {
+    /// Final point (scaled units), projected onto the linear rows.
+    pub u: Vec<f64>,
+    /// How the solve ended.
+    pub status: Status,
+    /// Outer iterations run.
+    pub outer_iterations: usize,
+}
+
+/// Runs the augmented-Lagrangian outer loop from `u0` with `inner` solving each
+/// subproblem. Without rows it is a single inner solve.
+pub fn solve(ctx: &Context<'_>, u0: &[f64], settings: &AlmSettings, inner: &mut dyn InnerSolver) -> AlmResult {
+    let mut al = AugmentedLagrangian::new(ctx, settings.initial_penalty);
+    let mut u = u0.to_vec();
+    if !al.has_rows() {
+        let status = match inner.minimize(&al, &mut u, settings.gradient_tolerance) {
+            InnerOutcome::Converged | InnerOutcome::Stalled => Status::Converged,
+            InnerOutcome::MaxIterations => Status::MaxIterations,
+            InnerOutcome::Stopped(s) => s,
+        };
+        return AlmResult {
+            u,
+            status,
+            outer_iterations: 1,
+        };
+    }
+    let mut tolerance = 1e-3f64.max(settings.gradient_tolerance);
+    let mut previous = f64::INFINITY;
+    let mut status = Status::MaxIterations;
+    let mut outer = 0;
+    while outer < settings.max_outer_iterations {
+        outer += 1;
+        let outcome = inner.minimize(&al, &mut u, tolerance);
+        if let InnerOutcome::Stopped(s) = outcome {
+            status = s;
+            break;
+        }
+        let violation = al.violation(&u);
+        let measure = al.update_multipliers(&u);
+        let inner_done = tolerance <= settings.gradient_tolerance;
+        if violation <= settings.feasibility_tolerance && measure <= 1e-8 && inner_done {
+            status = Status::Converged;
+            break;
+        }
+        if violation <= settings.feasibility_tolerance && inner_done && outcome == InnerOutcome::Stalled {
+            status = Status::Converged;
+            break;
+        }
+        if measure > 0.25 * previous {
+            al.penalty = (al.penalty * 10.0).min(settings.max_penalty);
+        }
+        previous = measure;
+        tolerance = (tolerance * 0.1).max(settings.gradient_tolerance);
+        if let Some(s) = ctx.should_stop() {
+            status = s;
+            break;
+        }
+    }
+    // Remove what violation is left of the linear rows by an exact projection.
+    let mut projected = u.clone();
+    let mut ws = ProjectionWorkspace::default();
+    if ctx.evaluator().project(&u, &mut projected, &mut ws).is_ok() {
+        u = projected;
+    }
+    AlmResult {
+        u,
+        status,
+        outer_iterations: outer,
+    }
+}

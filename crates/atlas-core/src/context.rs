@@ -1,0 +1,439 @@
+//! The solve context shared by all backends: counted and timed evaluations, limits,
+//! seed, observers and early stopping, implemented once here.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::compile::Compiled;
+use crate::feasible::{BoxProjection, ProjectionFailure, ProjectionWorkspace};
+use crate::observer::{Frequency, IterationEvent, Observer, StartEvent};
+use crate::scaled::Scaled;
+use crate::solver::Status;
+
+/// Settings of one solve that do not belong to a backend's configuration.
+#[derive(Default)]
+pub struct SolveOptions {
+    /// Stop with `time_limit` after this long.
+    pub time_limit: Option<Duration>,
+    /// Stop with `max_evaluations` after this many model evaluations.
+    pub max_evaluations: Option<u64>,
+    /// Seed for backends that draw random numbers and whose configuration sets none
+    /// (default 0).
+    pub seed: Option<u64>,
+    /// Stop with `stopped_early` after this many feasible iterations without improvement.
+    pub patience: Option<u64>,
+    /// An improvement counts when it beats the best by more than
+    /// `min_delta * max(1, |best|)` (relative; default 0).
+    pub min_delta: f64,
+    /// Observers with their frequencies.
+    pub observers: Vec<(Frequency, Box<dyn Observer>)>,
+    /// Set to `true` from elsewhere to stop the solve (status `stopped_early`).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl std::fmt::Debug for SolveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SolveOptions")
+            .field("time_limit", &self.time_limit)
+            .field("max_evaluations", &self.max_evaluations)
+            .field("seed", &self.seed)
+            .field("patience", &self.patience)
+            .field("min_delta", &self.min_delta)
+            .field("observers", &self.observers.len())
+            .finish()
+    }
+}
+
+/// Counts of work done in a solve.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counts {
+    /// Model value evaluations (a gradient evaluation includes one).
+    pub evaluations: u64,
+    /// Model gradient evaluations.
+    pub gradient_evaluations: u64,
+    /// Hessian-vector products.
+    pub hessian_products: u64,
+    /// Time spent in the model.
+    pub model_time: Duration,
+    /// Time spent in projections and constraint evaluation.
+    pub constraint_time: Duration,
+}
+
+/// Evaluates the scaled problem, counting and timing every call; `Sync`, so population
+/// methods can evaluate in parallel.
+pub struct Evaluator<'a> {
+    problem: &'a Scaled,
+    evaluations: AtomicU64,
+    gradients: AtomicU64,
+    hessian_products: AtomicU64,
+    model_nanos: AtomicU64,
+    constraint_nanos: AtomicU64,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(problem: &'a Scaled) -> Self {
+        Self {
+            problem,
+            evaluations: AtomicU64::new(0),
+            gradients: AtomicU64::new(0),
+            hessian_products: AtomicU64::new(0),
+            model_nanos: AtomicU64::new(0),
+            constraint_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The scaled problem.
+    pub fn problem(&self) -> &'a Scaled {
+        self.problem
+    }
+
+    fn add_time(counter: &AtomicU64, since: Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// `R_s(u)`.
+    pub fn model_value(&self, u: &[f64]) -> f64 {
+        let t = Instant::now();
+        let v = self.problem.model().value(u);
+        Self::add_time(&self.model_nanos, t);
+        self.evaluations.fetch_add(1, Ordering::Relaxed);
+        v
+    }
+
+    /// `∇R_s(u)` into `grad`, returning `R_s(u)`. A model without gradients (which
+    /// gradient backends refuse before solving) yields NaN.
+    pub fn model_gradient(&self, u: &[f64], grad: &mut [f64]) -> f64 {
+        let t = Instant::now();
+        let v = self.problem.model().gradient(u, grad).unwrap_or_else(|| {
+            grad.iter_mut().for_each(|g| *g = f64::NAN);
+            f64::NAN
+        });
+        Self::add_time(&self.model_nanos, t);
+        self.evaluations.fetch_add(1, Ordering::Relaxed);
+        self.gradients.fetch_add(1, Ordering::Relaxed);
+        v
+    }
+
+    /// `∇²R_s(u) v` into `out` (NaN for a model without Hessian products).
+    pub fn model_hessian_vector(&self, u: &[f64], v: &[f64], out: &mut [f64]) {
+        let t = Instant::now();
+        if self.problem.model().hessian_vector(u, v, out).is_none() {
+            out.iter_mut().for_each(|o| *o = f64::NAN);
+        }
+        Self::add_time(&self.model_nanos, t);
+        self.hessian_products.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The diagonal of `∇²R_s(u)` into `out`; `false` when the model has none.
+    pub fn model_hessian_diagonal(&self, u: &[f64], out: &mut [f64]) -> bool {
+        let t = Instant::now();
+        let ok = self.problem.model().hessian_diagonal(u, out).is_some();
+        Self::add_time(&self.model_nanos, t);
+        ok
+    }
+
+    /// `R_s` at many points (in parallel when the model batches that way).
+    pub fn model_values(&self, us: &[Vec<f64>]) -> Vec<f64> {
+        let t = Instant::now();
+        let mut out = vec![0.0; us.len()];
+        self.problem.model().value_batch(us, &mut out);
+        Self::add_time(&self.model_nanos, t);
+        self.evaluations.fetch_add(us.len() as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// The objective `phi(u)` to minimize.
+    pub fn objective(&self, u: &[f64]) -> f64 {
+        let c = self.problem.objective();
+        let model = if c.model != 0.0 { self.model_value(u) } else { 0.0 };
+        c.value(model, u.iter().sum())
+    }
+
+    /// `phi(u)` and its gradient.
+    pub fn objective_gradient(&self, u: &[f64], grad: &mut [f64]) -> f64 {
+        let c = self.problem.objective();
+        let model = if c.model != 0.0 {
+            self.model_gradient(u, grad)
+        } else {
+            grad.iter_mut().for_each(|g| *g = 0.0);
+            0.0
+        };
+        c.gradient_in_place(grad);
+        c.value(model, u.iter().sum())
+    }
+
+    /// `phi` at many points, in parallel.
+    pub fn objectives(&self, us: &[Vec<f64>]) -> Vec<f64> {
+        let c = self.problem.objective();
+        let models = if c.model != 0.0 {
+            self.model_values(us)
+        } else {
+            vec![0.0; us.len()]
+        };
+        us.par_iter()
+            .zip(models)
+            .map(|(u, m)| c.value(m, u.iter().sum()))
+            .collect()
+    }
+
+    /// Euclidean projection onto the whole scaled feasible set (timed as constraint work).
+    pub fn project(
+        &self,
+        z: &[f64],
+        out: &mut [f64],
+        workspace: &mut ProjectionWorkspace,
+    ) -> Result<usize, ProjectionFailure> {
+        let t = Instant::now();
+        let r = self.problem.feasible_set().project(z, out, workspace);
+        Self::add_time(&self.constraint_nanos, t);
+        r
+    }
+
+    /// Euclidean projection onto bounds plus budget (timed as constraint work).
+    pub fn project_box_budget(&self, z: &[f64], out: &mut [f64], tau_hint: Option<f64>) -> BoxProjection {
+        let t = Instant::now();
+        let set = self.problem.feasible_set();
+        let r = crate::feasible::project_box_budget(
+            z,
+            set.lower(),
+            set.upper(),
+            set.budget(),
+            set.budget_mode(),
+            out,
+            tau_hint,
+        );
+        Self::add_time(&self.constraint_nanos, t);
+        r
+    }
+
+    /// Runs `f` and books its time as constraint work.
+    pub fn constraint_work<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        Self::add_time(&self.constraint_nanos, t);
+        r
+    }
+
+    /// Work done so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            evaluations: self.evaluations.load(Ordering::Relaxed),
+            gradient_evaluations: self.gradients.load(Ordering::Relaxed),
+            hessian_products: self.hessian_products.load(Ordering::Relaxed),
+            model_time: Duration::from_nanos(self.model_nanos.load(Ordering::Relaxed)),
+            constraint_time: Duration::from_nanos(self.constraint_nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+struct Progress {
+    iterations: u64,
+    best: Option<(f64, Vec<f64>)>,
+    since_improvement: u64,
+    stopped: Option<Status>,
+    observers: Vec<(Frequency, Box<dyn Observer>)>,
+}
+
+/// Everything a solver needs besides its configuration: the problem (scaled and as
+/// compiled), the evaluator, limits, the seed, observers and early stopping.
+///
+/// All methods take `&self`, so parallel workers can share one context.
+pub struct Context<'a> {
+    compiled: &'a Compiled,
+    evaluator: Evaluator<'a>,
+    started: Instant,
+    time_limit: Option<Duration>,
+    max_evaluations: AtomicU64,
+    seed: u64,
+    patience: Option<u64>,
+    min_delta: f64,
+    cancel: Option<Arc<AtomicBool>>,
+    progress: Mutex<Progress>,
+}
+
+impl<'a> Context<'a> {
+    /// A context for solving `scaled` (built from `compiled`) with `options`.
+    pub fn new(compiled: &'a Compiled, scaled: &'a Scaled, options: SolveOptions) -> Self {
+        Self {
+            compiled,
+            evaluator: Evaluator::new(scaled),
+            started: Instant::now(),
+            time_limit: options.time_limit,
+            max_evaluations: AtomicU64::new(options.max_evaluations.unwrap_or(u64::MAX)),
+            seed: options.seed.unwrap_or(0),
+            patience: options.patience,
+            min_delta: options.min_delta,
+            cancel: options.cancel,
+            progress: Mutex::new(Progress {
+                iterations: 0,
+                best: None,
+                since_improvement: 0,
+                stopped: None,
+                observers: options.observers,
+            }),
+        }
+    }
+
+    /// The scaled problem.
+    pub fn problem(&self) -> &'a Scaled {
+        self.evaluator.problem
+    }
+
+    /// The problem as compiled (names, rules, units).
+    pub fn compiled(&self) -> &'a Compiled {
+        self.compiled
+    }
+
+    /// Counted, timed evaluation.
+    pub fn evaluator(&self) -> &Evaluator<'a> {
+        &self.evaluator
+    }
+
+    /// The solve's seed (a backend's own `seed` setting takes precedence).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Tightens the evaluation limit (a backend's own `max_evaluations`).
+    pub fn limit_evaluations(&self, limit: u64) {
+        self.max_evaluations.fetch_min(limit, Ordering::Relaxed);
+    }
+
+    /// The evaluation limit in force (`u64::MAX`: none).
+    pub fn evaluation_limit(&self) -> u64 {
+        self.max_evaluations.load(Ordering::Relaxed)
+    }
+
+    /// Time since the solve started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Time left before the time limit, if one is set.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.time_limit.map(|l| l.saturating_sub(self.elapsed()))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a limit says to stop now (time, evaluations, cancellation, early stopping),
+    /// without counting an iteration. Cheap: call it in inner loops.
+    pub fn should_stop(&self) -> Option<Status> {
+        if let Some(s) = self.lock().stopped {
+            return Some(s);
+        }
+        let status = if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            Some(Status::StoppedEarly)
+        } else if self.time_limit.is_some_and(|l| self.elapsed() >= l) {
+            Some(Status::TimeLimit)
+        } else if self.evaluator.evaluations.load(Ordering::Relaxed) >= self.evaluation_limit() {
+            Some(Status::MaxEvaluations)
+        } else {
+            None
+        };
+        if status.is_some() {
+            self.lock().stopped = status;
+        }
+        status
+    }
+
+    /// Reports an iteration with its objective `phi` (scaled, minimized) at `u`; `feasible`
+    /// says whether `u` satisfies every rule (then it competes for the best point, and
+    /// counts toward early stopping). Observers are notified. Returns `Break(status)` when
+    /// the solver must stop.
+    pub fn iteration(&self, phi: f64, u: &[f64], feasible: bool) -> ControlFlow<Status> {
+        let problem = self.problem();
+        let evaluations = self.evaluator.evaluations.load(Ordering::Relaxed);
+        let elapsed = self.elapsed();
+        let mut guard = self.lock();
+        let p = &mut *guard;
+        p.iterations += 1;
+        let mut improved = false;
+        if feasible && phi.is_finite() {
+            match &p.best {
+                Some((best, _)) => {
+                    let threshold = self.min_delta * best.abs().max(1.0);
+                    if phi < *best {
+                        if *best - phi > threshold {
+                            p.since_improvement = 0;
+                        } else {
+                            p.since_improvement += 1;
+                        }
+                        p.best = Some((phi, u.to_vec()));
+                        improved = true;
+                    } else {
+                        p.since_improvement += 1;
+                    }
+                }
+                None => {
+                    p.best = Some((phi, u.to_vec()));
+                    improved = true;
+                }
+            }
+        }
+        let event = IterationEvent {
+            iteration: p.iterations,
+            objective: problem.objective_from_phi(phi),
+            best_objective: p.best.as_ref().map(|(b, _)| problem.objective_from_phi(*b)),
+            feasible,
+            evaluations,
+            elapsed,
+        };
+        for (freq, obs) in p.observers.iter_mut() {
+            if freq.fires(p.iterations, improved) {
+                obs.on_iteration(&event);
+            }
+            if improved {
+                obs.on_improvement(&event);
+            }
+        }
+        if let Some(patience) = self.patience {
+            if feasible && p.since_improvement >= patience && p.stopped.is_none() {
+                p.stopped = Some(Status::StoppedEarly);
+            }
+        }
+        drop(guard);
+        match self.should_stop() {
+            Some(s) => ControlFlow::Break(s),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Iterations reported so far.
+    pub fn iterations(&self) -> u64 {
+        self.lock().iterations
+    }
+
+    /// The best feasible point reported so far, with its `phi`.
+    pub fn best(&self) -> Option<(f64, Vec<f64>)> {
+        self.lock().best.clone()
+    }
+
+    pub(crate) fn notify_start(&self, event: &StartEvent) {
+        for (_, obs) in self.lock().observers.iter_mut() {
+            obs.on_start(event);
+        }
+    }
+
+    pub(crate) fn take_observers(&self) -> Vec<(Frequency, Box<dyn Observer>)> {
+        std::mem::take(&mut self.lock().observers)
+    }
+}
+
+impl Context<'_> {
+    /// A seeded random number generator (ChaCha8, reproducible across platforms): from the
+    /// backend's own `seed` when set, else the solve's, and a `stream` number so that
+    /// parallel workers draw independent sequences.
+    pub fn rng(&self, seed: Option<u64>, stream: u64) -> rand_chacha::ChaCha8Rng {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(self.seed));
+        rng.set_stream(stream);
+        rng
+    }
+}

@@ -1,0 +1,213 @@
+//! Error types. Every error that comes from the user's input names where it comes from
+//! (file, field path, optimizer setting) and why it was rejected.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A problem in a problem file (or a problem built in code): the file, the field path
+/// (`channels[2].response.k`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    /// The file the problem was read from, when it came from a file.
+    pub file: Option<PathBuf>,
+    /// Path of the offending field, e.g. `channels[2].response.k`; empty when the error
+    /// concerns the document as a whole (a syntax error, say).
+    pub field: String,
+    /// Why the value was rejected.
+    pub reason: String,
+}
+
+impl InputError {
+    /// An error about `field`, not yet tied to a file.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            file: None,
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same error, tied to `file` (kept when one is already set).
+    pub fn in_file(mut self, file: Option<&std::path::Path>) -> Self {
+        if self.file.is_none() {
+            self.file = file.map(|f| f.to_path_buf());
+        }
+        self
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// An invalid optimizer setting: the optimizer, the field and the valid range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Registered name of the optimizer (`lbfgs`).
+    pub optimizer: String,
+    /// The setting (`memory`); empty when the configuration as a whole is malformed.
+    pub field: String,
+    /// Why it was rejected, with the valid range.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// An error about `field` of `optimizer`'s configuration.
+    pub fn new(
+        optimizer: impl Into<String>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            optimizer: optimizer.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "optimizer `{}`", self.optimizer)?;
+        if !self.field.is_empty() {
+            write!(f, ", setting `{}`", self.field)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Everything that can go wrong in Atlas.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// Bad problem input.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Bad optimizer configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No optimizer of that name is registered.
+    #[error("unknown optimizer `{name}`{}; available: {}", suggestion_suffix(.name, .available), .available.join(", "))]
+    UnknownOptimizer {
+        /// The name asked for.
+        name: String,
+        /// The registered names.
+        available: Vec<String>,
+    },
+    /// The optimizer cannot honour some feature of the problem, so it refuses it rather
+    /// than ignoring the feature.
+    #[error("optimizer `{optimizer}` cannot honour {} of this problem{}", .features.join(", "), alternatives_suffix(.alternatives))]
+    Unsupported {
+        /// The optimizer that refused.
+        optimizer: String,
+        /// The features it cannot honour, each described with where it occurs.
+        features: Vec<String>,
+        /// Registered optimizers that can solve the problem.
+        alternatives: Vec<String>,
+    },
+    /// The business rules admit no allocation.
+    #[error(transparent)]
+    Infeasible(#[from] InfeasibleError),
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// Two optimizers registered under the same name.
+    #[error("optimizer `{0}` is registered twice")]
+    DuplicateOptimizer(String),
+    /// The solver failed for a reason that is not the user's input.
+    #[error("optimizer `{optimizer}` failed: {reason}")]
+    Solver {
+        /// The optimizer.
+        optimizer: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The process exit status for this error: 2 for bad input (problem, configuration,
+    /// unknown optimizer, unsupported feature, infeasible rules, unreadable file), 1 for
+    /// anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Input(_)
+            | Error::Config(_)
+            | Error::UnknownOptimizer { .. }
+            | Error::Unsupported { .. }
+            | Error::Infeasible(_)
+            | Error::Io { .. } => 2,
+            Error::DuplicateOptimizer(_) | Error::Solver { .. } => 1,
+        }
+    }
+
+    /// Ties an input or infeasibility error to the file it came from.
+    pub fn in_file(self, file: Option<&std::path::Path>) -> Self {
+        match self {
+            Error::Input(e) => Error::Input(e.in_file(file)),
+            Error::Infeasible(mut e) => {
+                if e.file.is_none() {
+                    e.file = file.map(|f| f.to_path_buf());
+                }
+                Error::Infeasible(e)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The rules of a problem admit no allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfeasibleError {
+    /// The problem file, when known.
+    pub file: Option<PathBuf>,
+    /// The constraints involved, each as `field (description)`, most implicated first.
+    pub constraints: Vec<String>,
+    /// What is known about the conflict.
+    pub reason: String,
+}
+
+impl fmt::Display for InfeasibleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
+        write!(f, "infeasible rules: {}", self.reason)?;
+        if !self.constraints.is_empty() {
+            write!(f, "; constraints involved: {}", self.constraints.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InfeasibleError {}
+
+fn alternatives_suffix(alternatives: &[String]) -> String {
+    if alternatives.is_empty() {
+        "; no registered optimizer can".to_string()
+    } else {
+        format!("; optimizers that can: {}", alternatives.join(", "))
+    }
+}
+
+fn suggestion_suffix(name: &str, available: &[String]) -> String {
+    match crate::suggest::nearest(name, available.iter().map(String::as_str)) {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,93 @@
+//! The solve driver: refuse unsupported features, scale, run the backend in a context,
+//! and assemble the contract's result from the true model.
+
+use std::time::Instant;
+
+use crate::compile::Compiled;
+use crate::context::{Context, SolveOptions};
+use crate::error::Error;
+use crate::observer::StartEvent;
+use crate::registry::{unsupported, SolverConfig};
+use crate::result::{Metrics, OptimizationResult};
+use crate::scaled::Scaled;
+
+/// Solves `compiled` with the optimizer `config` describes.
+///
+/// Checks `config`, refuses features the optimizer cannot honour (the error's
+/// `alternatives` are filled by [`Registry::optimize`](crate::Registry::optimize)), scales
+/// the problem (failing when its rules admit no allocation), runs the solver, and reports
+/// the true objective and violations of the allocation it returns.
+pub fn optimize(compiled: &Compiled, config: &dyn SolverConfig, options: SolveOptions) -> Result<OptimizationResult, Error> {
+    let started = Instant::now();
+    crate::memory::reset_peak();
+    config.check()?;
+    let missing = unsupported(&compiled.features(), &config.capabilities());
+    if !missing.is_empty() {
+        return Err(Error::Unsupported {
+            optimizer: config.name().to_string(),
+            features: missing.iter().map(|f| f.describe()).collect(),
+            alternatives: Vec::new(),
+        });
+    }
+    let solver = config.build()?;
+    let scaled = Scaled::new(compiled)?;
+    let ctx = Context::new(compiled, &scaled, options);
+    ctx.notify_start(&StartEvent {
+        problem: compiled.name().to_string(),
+        optimizer: solver.name().to_string(),
+        variables: scaled.dim(),
+        rows: scaled.feasible_set().rows().len(),
+    });
+    let solution = solver.solve(&ctx)?;
+    if solution.x.len() != scaled.dim() || solution.x.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Solver {
+            optimizer: solver.name().to_string(),
+            reason: "returned an allocation of the wrong size or with non-finite values".to_string(),
+        });
+    }
+
+    // Back to spend units; rounding may leave values a hair outside their bounds.
+    let set = compiled.feasible_set();
+    let x: Vec<f64> = scaled
+        .unscale(&solution.x)
+        .iter()
+        .zip(set.lower().iter().zip(set.upper()))
+        .map(|(v, (l, u))| v.max(*l).min(*u))
+        .collect();
+    let layout = compiled.layout();
+    let counts = ctx.evaluator().counts();
+    let result = OptimizationResult {
+        problem: compiled.name().to_string(),
+        optimizer: solver.name().to_string(),
+        status: solution.status,
+        objective: compiled.objective_value(&x),
+        bound: solution.bound,
+        allocation: layout
+            .channels()
+            .iter()
+            .enumerate()
+            .map(|(c, name)| (name.clone(), layout.channel_slice(&x, c).to_vec()))
+            .collect(),
+        totals: layout
+            .channels()
+            .iter()
+            .cloned()
+            .zip(layout.totals(&x))
+            .collect(),
+        total_spend: x.iter().sum(),
+        max_violation: compiled.max_violation(&x),
+        metrics: Metrics {
+            wall_time_s: started.elapsed().as_secs_f64(),
+            evaluations: counts.evaluations,
+            gradient_evaluations: counts.gradient_evaluations,
+            iterations: ctx.iterations(),
+            model_time_s: counts.model_time.as_secs_f64(),
+            constraint_time_s: counts.constraint_time.as_secs_f64(),
+            peak_memory_mb: crate::memory::peak_mb(),
+        },
+    };
+    for (_, mut obs) in ctx.take_observers() {
+        obs.on_finish(&result);
+    }
+    Ok(result)
+}

@@ -1,0 +1,109 @@
+//! The [`Solver`] trait every backend implements, and what a solve returns.
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// How a solve ended (contract section 6). Stopping is an outcome, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Proven optimal within the backend's tolerance.
+    Optimal,
+    /// Local convergence criteria met.
+    Converged,
+    /// Iteration limit reached.
+    MaxIterations,
+    /// Evaluation limit reached.
+    MaxEvaluations,
+    /// Time limit reached.
+    TimeLimit,
+    /// Early stopping: no improvement for `patience` iterations.
+    StoppedEarly,
+    /// Proven infeasible.
+    Infeasible,
+}
+
+impl Status {
+    /// The name used in results.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Optimal => "optimal",
+            Status::Converged => "converged",
+            Status::MaxIterations => "max_iterations",
+            Status::MaxEvaluations => "max_evaluations",
+            Status::TimeLimit => "time_limit",
+            Status::StoppedEarly => "stopped_early",
+            Status::Infeasible => "infeasible",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a backend returns: its best point in scaled units and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Solution {
+    /// Best point found, in scaled units (spend / budget).
+    pub x: Vec<f64>,
+    /// How the solve ended.
+    pub status: Status,
+    /// A proven bound on the true objective, in its own units (upper when maximizing,
+    /// lower for `min_spend`), when the backend proves one.
+    pub bound: Option<f64>,
+}
+
+impl Solution {
+    /// A solution without a bound.
+    pub fn new(x: Vec<f64>, status: Status) -> Self {
+        Self {
+            x,
+            status,
+            bound: None,
+        }
+    }
+}
+
+/// What an optimizer can do; the registry lists it, and the core refuses problems whose
+/// features a backend cannot honour before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Needs model gradients.
+    pub needs_gradient: bool,
+    /// Needs Hessian-vector products.
+    pub needs_hessian: bool,
+    /// Needs the built-in model's curve structure (cannot take a custom model).
+    pub needs_structure: bool,
+    /// Handles non-concave (S-shaped) curves; local methods do, returning a local optimum.
+    pub handles_nonconvex: bool,
+    /// Honours the integer and activation rules (`spend_unit`, `min_active`, `fixed_cost`,
+    /// `max_active_channels`).
+    pub integer_features: bool,
+    /// Honours `min_roi` and `objective = "min_spend"`.
+    pub nonlinear_constraints: bool,
+    /// Proves a bound on the optimum.
+    pub proves_bound: bool,
+    /// Uses several cores.
+    pub parallel: bool,
+}
+
+/// A configured optimizer, ready to solve. Built from a checked
+/// [`SolverConfig`](crate::SolverConfig).
+///
+/// A solver runs its own iterations but leaves counting, timing, limits, observers and
+/// early stopping to the [`Context`]: it evaluates through
+/// [`Context::evaluator`](crate::Context::evaluator), reports each iteration with
+/// [`Context::iteration`](crate::Context::iteration) and stops when told.
+pub trait Solver: Send + Sync {
+    /// Registered name.
+    fn name(&self) -> &str;
+
+    /// Solves the scaled problem held by `ctx`. `Err` is for failures that are not an
+    /// outcome of the search (a limit or an infeasibility proof is a [`Status`]).
+    fn solve(&self, ctx: &Context<'_>) -> Result<Solution, Error>;
+}

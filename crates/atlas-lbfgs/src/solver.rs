@@ -1,0 +1,435 @@
+//! The `lbfgs` solver: projected L-BFGS over bounds plus budget, inside the core's
+//! augmented Lagrangian for the other rules, from one or several starts.
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+
+use atlas_core::augmented::{self, AlmSettings, AugmentedLagrangian, InnerOutcome, InnerSolver};
+use atlas_core::feasible::ProjectionWorkspace;
+use atlas_core::{BudgetMode, Context, Error, Solution, Solver, Status};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::config::LbfgsConfig;
+
+/// The `lbfgs` optimizer, built from a checked [`LbfgsConfig`].
+#[derive(Debug, Clone)]
+pub struct Lbfgs {
+    config: LbfgsConfig,
+}
+
+impl Lbfgs {
+    pub(crate) fn new(config: LbfgsConfig) -> Self {
+        Self { config }
+    }
+}
+
+struct Run {
+    u: Vec<f64>,
+    status: Status,
+    phi: f64,
+    violation: f64,
+}
+
+impl Solver for Lbfgs {
+    fn name(&self) -> &str {
+        "lbfgs"
+    }
+
+    fn solve(&self, ctx: &Context<'_>) -> Result<Solution, Error> {
+        if let Some(limit) = self.config.max_evaluations {
+            ctx.limit_evaluations(limit);
+        }
+        let starts = self.starts(ctx);
+        let settings = AlmSettings {
+            gradient_tolerance: self.config.gtol,
+            ..AlmSettings::default()
+        };
+        let run = |start: &Vec<f64>| -> Run {
+            let mut inner = ProjectedLbfgs::new(&self.config);
+            let result = augmented::solve(ctx, start, &settings, &mut inner);
+            let ev = ctx.evaluator();
+            let problem = ctx.problem();
+            let model = ev.model_value(&result.u);
+            let spend: f64 = result.u.iter().sum();
+            let phi = problem.objective().value(model, spend);
+            let violation = ev
+                .constraint_work(|| problem.feasible_set().max_violation(&result.u))
+                .max(problem.nonlinear_violation(model, spend));
+            let status = if result.status == Status::Converged && inner.hit_iteration_limit {
+                Status::MaxIterations
+            } else {
+                result.status
+            };
+            Run {
+                u: result.u,
+                status,
+                phi,
+                violation,
+            }
+        };
+        let runs: Vec<Run> = if starts.len() == 1 {
+            vec![run(&starts[0])]
+        } else {
+            starts.par_iter().map(run).collect()
+        };
+        // Feasible runs first (to a tolerance well inside the contract's), then the best
+        // objective; ties keep the earlier start, so results do not depend on threads.
+        let tol = 1e-8;
+        let best = runs
+            .into_iter()
+            .reduce(|a, b| {
+                let (fa, fb) = (a.violation <= tol, b.violation <= tol);
+                if fb && !fa || (fa == fb && (b.phi < a.phi || !fa && b.violation < a.violation)) {
+                    b
+                } else {
+                    a
+                }
+            })
+            .expect("at least one start");
+        Ok(Solution::new(best.u, best.status))
+    }
+}
+
+impl Lbfgs {
+    /// The even split (projected), then random allocations: alternately spread
+    /// (Dirichlet(1) weights) and concentrated (cubed exponential weights, which put most
+    /// of the budget on a few channels: what S-curves need), each projected onto the
+    /// feasible set.
+    fn starts(&self, ctx: &Context<'_>) -> Vec<Vec<f64>> {
+        let problem = ctx.problem();
+        let set = problem.feasible_set();
+        let mut starts = vec![problem.start().to_vec()];
+        let n = problem.dim();
+        let mut ws = ProjectionWorkspace::default();
+        for k in 1..self.config.multi_start {
+            let mut rng = ctx.rng(self.config.seed, k as u64);
+            let power = if k % 2 == 1 { 1 } else { 3 };
+            let w: Vec<f64> = (0..n)
+                .map(|_| {
+                    let e = -(1.0 - rng.random::<f64>()).ln();
+                    e.powi(power)
+                })
+                .collect();
+            let total: f64 = w.iter().sum();
+            let z: Vec<f64> = w.iter().map(|v| v / total * set.budget()).collect();
+            let mut u = vec![0.0; n];
+            if ctx.evaluator().project(&z, &mut u, &mut ws).is_ok() {
+                starts.push(u);
+            }
+        }
+        starts
+    }
+}
+
+/// Projected L-BFGS over `{l <= u <= h, sum(u) = budget}` (or `<= budget`).
+///
+/// Each iteration fixes the variables that sit at a bound and that a projected gradient
+/// step keeps there, takes the quasi-Newton step on the other ("free") variables with the
+/// budget as an equality on them (`d = -H g + H 1 (1'H g) / (1'H 1)`, which is the
+/// minimizer of the quadratic model on `sum(d) = 0`), and backtracks along the projection
+/// arc `P(u + alpha d)` with an Armijo test. When that fails it falls back to the
+/// projected-gradient direction, which always descends.
+pub(crate) struct ProjectedLbfgs {
+    memory: usize,
+    max_iterations: u64,
+    ftol: f64,
+    iterations: u64,
+    pub(crate) hit_iteration_limit: bool,
+}
+
+struct Pair {
+    s: Vec<f64>,
+    y: Vec<f64>,
+}
+
+impl ProjectedLbfgs {
+    pub(crate) fn new(config: &LbfgsConfig) -> Self {
+        Self {
+            memory: config.memory,
+            max_iterations: config.max_iterations,
+            ftol: config.ftol,
+            iterations: 0,
+            hit_iteration_limit: false,
+        }
+    }
+}
+
+/// `H v` for each of `vs` (already zero outside the free variables), by the two-loop
+/// recursion with the pairs restricted to the free variables (`mask` is 1 on them, 0
+/// elsewhere). Pairs without positive curvature there are skipped, so `H` stays positive
+/// definite on the free subspace.
+fn two_loop(history: &VecDeque<Pair>, mask: &[f64], vs: &mut [Vec<f64>], gamma0: f64, h0: Option<&[f64]>) {
+    let n = mask.len();
+    // Restricted curvature of each pair: (s.y, y.y) over the free variables.
+    let mut curvature: Vec<Option<(f64, f64)>> = Vec::with_capacity(history.len());
+    for p in history {
+        let (mut sy, mut ss, mut yy) = (0.0, 0.0, 0.0);
+        for j in 0..n {
+            let (s, y, m) = (p.s[j], p.y[j], mask[j]);
+            sy += s * y * m;
+            ss += s * s * m;
+            yy += y * y * m;
+        }
+        let ok = sy.is_finite() && sy > 1e-16 * (ss * yy).sqrt() && sy > 0.0;
+        curvature.push(ok.then_some((sy, yy)));
+    }
+    let gamma = history
+        .iter()
+        .zip(&curvature)
+        .rev()
+        .find_map(|(_, c)| c.map(|(sy, yy)| sy / yy))
+        .unwrap_or(gamma0);
+    let k = vs.len();
+    let mut alphas = vec![0.0; history.len() * k];
+    for (i, p) in history.iter().enumerate().rev() {
+        let Some((sy, _)) = curvature[i] else { continue };
+        for (v, q) in vs.iter_mut().enumerate() {
+            // q is zero off the free set, so the plain dot is the restricted one.
+            let a: f64 = p.s.iter().zip(q.iter()).map(|(s, x)| s * x).sum::<f64>() / sy;
+            alphas[i * k + v] = a;
+            for j in 0..n {
+                q[j] -= a * p.y[j] * mask[j];
+            }
+        }
+    }
+    for q in vs.iter_mut() {
+        match h0 {
+            Some(h) => q.iter_mut().zip(h).for_each(|(x, d)| *x *= d),
+            None => q.iter_mut().for_each(|x| *x *= gamma),
+        }
+    }
+    for (i, p) in history.iter().enumerate() {
+        let Some((sy, _)) = curvature[i] else { continue };
+        for (v, q) in vs.iter_mut().enumerate() {
+            let b: f64 = p.y.iter().zip(q.iter()).map(|(y, x)| y * x).sum::<f64>() / sy;
+            let c = alphas[i * k + v] - b;
+            for j in 0..n {
+                q[j] += c * p.s[j] * mask[j];
+            }
+        }
+    }
+}
+
+impl InnerSolver for ProjectedLbfgs {
+    fn minimize(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &mut [f64], tolerance: f64) -> InnerOutcome {
+        let ctx = f.context();
+        let ev = ctx.evaluator();
+        let set = ctx.problem().feasible_set();
+        let (lower, upper) = (set.lower(), set.upper());
+        let budget = set.budget();
+        let exact = set.budget_mode() == BudgetMode::Exact;
+        let n = u.len();
+        let mut g = vec![0.0; n];
+        let mut fx = f.value_gradient(u, &mut g);
+        let mut history: VecDeque<Pair> = VecDeque::with_capacity(self.memory);
+        let mut tau_hint: Option<f64> = None;
+        let mut y = vec![0.0; n];
+        let mut diag = vec![0.0; n];
+        let mut trial = vec![0.0; n];
+        let mut g_new = vec![0.0; n];
+        let mut small_steps = 0;
+        // Variables of channels whose slope is unbounded at zero: a step may take them at
+        // most 99% of the way to their lower bound (fraction to the boundary), since at
+        // the bound their gradient is singular and they would crawl back.
+        let singular: Vec<bool> = match ctx.problem().mmm() {
+            Some(mmm) => {
+                let periods = mmm.layout().periods();
+                (0..n).map(|i| mmm.channels()[i / periods].curve.is_singular_at_zero()).collect()
+            }
+            None => vec![false; n],
+        };
+        let mut step_lower = lower.to_vec();
+        loop {
+            if let Some(s) = ctx.should_stop() {
+                return InnerOutcome::Stopped(s);
+            }
+            if self.iterations >= self.max_iterations {
+                self.hit_iteration_limit = true;
+                return InnerOutcome::MaxIterations;
+            }
+            // A short projected-gradient step `P(u - s g)`, with `s` the current inverse
+            // curvature estimate, gives the active set (variables at a bound that the step
+            // keeps there) and the convergence measure `|P(u - s g) - u| / s`, which tends
+            // to the reduced gradient (budget multiplier included) as `s` shrinks.
+            let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let step = match history.back() {
+                Some(p) => {
+                    let sy: f64 = p.s.iter().zip(&p.y).map(|(a, b)| a * b).sum();
+                    let yy: f64 = p.y.iter().map(|v| v * v).sum();
+                    sy / yy
+                }
+                None => 0.1 * (budget / n as f64) / gmax.max(1e-300),
+            };
+            let z: Vec<f64> = u.iter().zip(&g).map(|(a, b)| a - step * b).collect();
+            let proj = ev.project_box_budget(&z, &mut y, tau_hint);
+            tau_hint = Some(proj.tau);
+            let pg = u.iter().zip(&y).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / step;
+            if pg <= tolerance || !fx.is_finite() {
+                return InnerOutcome::Converged;
+            }
+            let eps = |v: f64| 1e-14 * (1.0 + v.abs());
+            let at_lower: Vec<bool> = (0..n).map(|i| u[i] <= lower[i] + eps(lower[i])).collect();
+            let at_upper: Vec<bool> = (0..n).map(|i| u[i] >= upper[i] - eps(upper[i])).collect();
+            let mut free: Vec<bool> = (0..n)
+                .map(|i| !((at_lower[i] && y[i] <= lower[i] + eps(lower[i])) || (at_upper[i] && y[i] >= upper[i] - eps(upper[i]))))
+                .collect();
+            let total: f64 = u.iter().sum();
+            let binding = exact || (proj.budget_binding && total >= budget - 1e-12 * budget.max(1.0));
+            let gamma0 = step;
+            // Diagonal preconditioner where the model provides a Hessian diagonal: its
+            // inverse, clamped to a band around the median curvature of the free
+            // variables (flat directions would take huge steps, and singular curvature,
+            // as of power curves near zero, would freeze a variable).
+            let h0: Option<Vec<f64>> = if f.hessian_diagonal(u, &mut diag) {
+                let mut positive: Vec<f64> = (0..n)
+                    .filter(|&i| free[i] && diag[i] > 0.0 && diag[i].is_finite())
+                    .map(|i| diag[i])
+                    .collect();
+                (!positive.is_empty()).then(|| {
+                    let mid = positive.len() / 2;
+                    let median = *positive.select_nth_unstable_by(mid, f64::total_cmp).1;
+                    let (lo, hi) = (median * 1e-3, median * 1e3);
+                    diag.iter()
+                        .map(|&d| 1.0 / if d.is_finite() { d.clamp(lo, hi) } else { hi })
+                        .collect()
+                })
+            } else {
+                None
+            };
+            // Quasi-Newton direction on the free variables; free variables at a bound
+            // that it would push outward are fixed and the direction recomputed.
+            let mut d = vec![0.0; n];
+            for _pass in 0..4 {
+                let mask: Vec<f64> = free.iter().map(|f| if *f { 1.0 } else { 0.0 }).collect();
+                let masked_g: Vec<f64> = g.iter().zip(&mask).map(|(a, m)| a * m).collect();
+                let mut vs = if binding { vec![masked_g, mask.clone()] } else { vec![masked_g] };
+                two_loop(&history, &mask, &mut vs, gamma0, h0.as_deref());
+                let hg = &vs[0];
+                d = hg.iter().map(|v| -v).collect();
+                if binding {
+                    let h1 = &vs[1];
+                    let one_h1: f64 = h1.iter().sum();
+                    let one_hg: f64 = hg.iter().sum();
+                    if one_h1 > 0.0 {
+                        let c = one_hg / one_h1;
+                        for i in 0..n {
+                            d[i] += c * h1[i];
+                        }
+                    }
+                }
+                let mut changed = false;
+                for i in 0..n {
+                    if free[i] && ((at_lower[i] && d[i] < 0.0) || (at_upper[i] && d[i] > 0.0)) {
+                        free[i] = false;
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+            for i in 0..n {
+                if !free[i] {
+                    d[i] = 0.0;
+                }
+            }
+            let mut slope: f64 = g.iter().zip(&d).map(|(a, b)| a * b).sum();
+            let mut use_gradient = !(slope < 0.0) || !slope.is_finite();
+            let mut accepted = false;
+            let mut fx_new = fx;
+            for attempt in 0..2 {
+                if use_gradient {
+                    // Projected-gradient direction: feasible, and descending.
+                    history.clear();
+                    for i in 0..n {
+                        d[i] = y[i] - u[i];
+                    }
+                    slope = g.iter().zip(&d).map(|(a, b)| a * b).sum();
+                    if !(slope < 0.0) {
+                        return InnerOutcome::Stalled;
+                    }
+                }
+                for i in 0..n {
+                    step_lower[i] = if singular[i] && u[i] > lower[i] {
+                        lower[i] + 0.01 * (u[i] - lower[i])
+                    } else {
+                        lower[i]
+                    };
+                }
+                let mut alpha = 1.0;
+                for _ in 0..60 {
+                    let mut inside = true;
+                    for i in 0..n {
+                        trial[i] = u[i] + alpha * d[i];
+                        if trial[i] < step_lower[i] || trial[i] > upper[i] {
+                            inside = false;
+                        }
+                    }
+                    if !inside || (!exact && trial.iter().sum::<f64>() > budget) {
+                        let z = trial.clone();
+                        ev.constraint_work(|| {
+                            atlas_core::feasible::project_box_budget(&z, &step_lower, upper, budget, set.budget_mode(), &mut trial, tau_hint)
+                        });
+                    }
+                    let step_slope: f64 = g.iter().zip(trial.iter().zip(u.iter())).map(|(gi, (t, ui))| gi * (t - ui)).sum();
+                    let mut next = 0.5;
+                    if step_slope < 0.0 {
+                        fx_new = f.value_gradient(&trial, &mut g_new);
+                        if fx_new.is_finite() && fx_new <= fx + 1e-4 * step_slope {
+                            accepted = true;
+                            break;
+                        }
+                        // Minimizer of the quadratic through f(0), its slope and f(alpha),
+                        // kept within [0.1, 0.5] of the current step.
+                        if fx_new.is_finite() {
+                            let curvature = fx_new - fx - step_slope;
+                            if curvature > 0.0 {
+                                next = (-step_slope / (2.0 * curvature)).clamp(0.1, 0.5);
+                            }
+                        } else {
+                            next = 0.1;
+                        }
+                    }
+                    alpha *= next;
+                    if alpha < 1e-20 {
+                        break;
+                    }
+                }
+                if accepted || use_gradient || attempt == 1 {
+                    break;
+                }
+                use_gradient = true;
+            }
+            if !accepted {
+                return InnerOutcome::Stalled;
+            }
+            self.iterations += 1;
+            // Curvature pair.
+            let s: Vec<f64> = trial.iter().zip(u.iter()).map(|(a, b)| a - b).collect();
+            let yv: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+            let sy: f64 = s.iter().zip(&yv).map(|(a, b)| a * b).sum();
+            if sy > 1e-16 && sy.is_finite() {
+                if history.len() == self.memory {
+                    history.pop_front();
+                }
+                history.push_back(Pair { s, y: yv });
+            }
+            let decrease = fx - fx_new;
+            u.copy_from_slice(&trial);
+            g.copy_from_slice(&g_new);
+            fx = fx_new;
+            if let ControlFlow::Break(s) = f.report(u) {
+                return InnerOutcome::Stopped(s);
+            }
+            if decrease <= self.ftol * fx.abs().max(1.0) {
+                small_steps += 1;
+                if small_steps >= 3 {
+                    return InnerOutcome::Stalled;
+                }
+            } else {
+                small_steps = 0;
+            }
+        }
+    }
+}

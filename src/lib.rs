@@ -1,0 +1,46 @@
+//! # Atlas
+//!
+//! Finds the allocation of a marketing budget across channels and periods that maximizes
+//! a response model under business rules, with pluggable optimizers. This facade
+//! re-exports [`atlas_core`] and builds the [`registry`] of the optimizers enabled by
+//! Cargo features: `lbfgs`, `trust-region`, `convex`, `tpe`, `cmaes`, `milp`.
+//!
+//! ```
+//! let registry = atlas::registry();
+//! let compiled = atlas::Compiled::from_path("examples/problems/quickstart.toml").unwrap();
+//! let config = registry.default_config("lbfgs").unwrap();
+//! let result = registry.optimize(&compiled, config.as_ref(), Default::default()).unwrap();
+//! assert!(result.max_violation <= 1e-6 * compiled.budget());
+//! assert!((result.objective - 1_585_364.8228965725).abs() <= 1e-6 * result.objective);
+//! ```
+
+#[cfg(not(any(feature = "lbfgs")))]
+compile_error!(
+    "Atlas needs at least one optimizer backend: enable one or more of the features \
+     `lbfgs`, `trust-region`, `convex`, `tpe`, `cmaes`, `milp` \
+     (e.g. `cargo build --no-default-features --features lbfgs`)"
+);
+
+pub use atlas_core::*;
+
+#[cfg(feature = "lbfgs")]
+pub use atlas_lbfgs;
+
+/// Registers every optimizer enabled by this build's features into `registry`.
+pub fn register_enabled(registry: &mut Registry) -> Result<(), Error> {
+    #[cfg(feature = "lbfgs")]
+    atlas_lbfgs::register(registry)?;
+    let _ = &registry;
+    Ok(())
+}
+
+/// A registry holding every optimizer enabled by this build's features.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    // Each backend registers one distinct name; a clash is a build defect, caught by the
+    // registry test.
+    if let Err(e) = register_enabled(&mut registry) {
+        eprintln!("atlas: {e}");
+    }
+    registry
+}
