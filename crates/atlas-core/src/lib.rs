@@ -28,11 +28,13 @@
 //! ```
 
 pub mod augmented;
+pub mod blackbox;
 mod compile;
 mod context;
 pub mod curve;
 mod error;
 pub mod feasible;
+pub mod functions;
 mod layout;
 pub mod memory;
 pub mod model;

@@ -64,6 +64,18 @@ pub struct Scaled {
     maximize: bool,
 }
 
+impl std::fmt::Debug for Scaled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scaled")
+            .field("spend_scale", &self.spend_scale)
+            .field("response_scale", &self.response_scale)
+            .field("dim", &self.dim())
+            .field("rows", &self.feasible.rows().len())
+            .field("nonlinear", &self.nonlinear.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Scaled {
     /// Scales `compiled`: spend by the budget, response by the response at a feasible
     /// starting point (the even split projected onto the feasible set), or by the target
