@@ -133,14 +133,21 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             };
             if let Some(t) = time_limit {
                 if !(t.is_finite() && t > 0.0) {
-                    return Err(InputError::new("--time-limit", format!("must be a number of seconds > 0 (got {t})")).into());
+                    return Err(InputError::new(
+                        "--time-limit",
+                        format!("must be a number of seconds > 0 (got {t})"),
+                    )
+                    .into());
                 }
                 options.time_limit = Some(Duration::from_secs_f64(t));
             }
             if !quiet {
                 options.observers.push((
                     Frequency::Always,
-                    Box::new(progress::Progress::new(config.name(), std::io::stderr().is_terminal())),
+                    Box::new(progress::Progress::new(
+                        config.name(),
+                        std::io::stderr().is_terminal(),
+                    )),
                 ));
             }
             let result = registry.optimize(&compiled, config.as_ref(), options)?;
@@ -148,8 +155,12 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
                 write_atomically(path, &to_json(&result)?)?;
             }
             match format {
-                OutputFormat::Json => writeln!(out, "{}", to_json(&result)?).map_err(stdout_error)?,
-                OutputFormat::Table => print_result(out, &compiled, &result).map_err(stdout_error)?,
+                OutputFormat::Json => {
+                    writeln!(out, "{}", to_json(&result)?).map_err(stdout_error)?
+                }
+                OutputFormat::Table => {
+                    print_result(out, &compiled, &result).map_err(stdout_error)?
+                }
             }
             Ok(())
         }
@@ -168,7 +179,9 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
                     let text = serde_json::to_string_pretty(&evaluation).map_err(json_error)?;
                     writeln!(out, "{text}").map_err(stdout_error)?;
                 }
-                OutputFormat::Table => print_evaluation(out, &compiled, &x, &evaluation).map_err(stdout_error)?,
+                OutputFormat::Table => {
+                    print_evaluation(out, &compiled, &x, &evaluation).map_err(stdout_error)?
+                }
             }
             Ok(())
         }
@@ -216,8 +229,14 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
         path: path.to_path_buf(),
         message: format!("cannot write: {e}"),
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, format!("{text}\n")).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -238,7 +257,12 @@ fn resolve_config(
     if let Some(path) = config_file {
         let value: Value = atlas_core::problem::read_document(path)?;
         let Value::Object(map) = value else {
-            return Err(InputError::new("", "an optimizer configuration must be a table of settings").in_file(Some(path)).into());
+            return Err(InputError::new(
+                "",
+                "an optimizer configuration must be a table of settings",
+            )
+            .in_file(Some(path))
+            .into());
         };
         match (map.get("optimizer").and_then(Value::as_str), &name) {
             (Some(file_name), Some(cli_name)) if file_name != cli_name => {
@@ -261,12 +285,15 @@ fn resolve_config(
     let name = name.unwrap_or_else(|| default_optimizer(registry));
     for item in sets {
         let Some((key, raw)) = item.split_once('=') else {
-            return Err(InputError::new("--set", format!("expected KEY=VALUE (got `{item}`)")).into());
+            return Err(
+                InputError::new("--set", format!("expected KEY=VALUE (got `{item}`)")).into(),
+            );
         };
         let key = key.trim();
         let raw = raw.trim();
         // Numbers, booleans, null, arrays and quoted strings as JSON; anything else as text.
-        let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+        let value =
+            serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
         settings.insert(key.to_string(), value);
     }
     registry.config(&name, settings)
@@ -277,11 +304,19 @@ fn default_optimizer(registry: &Registry) -> String {
     if registry.contains("lbfgs") {
         "lbfgs".to_string()
     } else {
-        registry.names().first().map(|s| s.to_string()).unwrap_or_default()
+        registry
+            .names()
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
     }
 }
 
-fn print_result(out: &mut dyn Write, compiled: &Compiled, result: &OptimizationResult) -> std::io::Result<()> {
+fn print_result(
+    out: &mut dyn Write,
+    compiled: &Compiled,
+    result: &OptimizationResult,
+) -> std::io::Result<()> {
     let x = result
         .flat_allocation(compiled)
         .unwrap_or_else(|_| vec![0.0; compiled.layout().len()]);
@@ -298,7 +333,11 @@ fn print_result(out: &mut dyn Write, compiled: &Compiled, result: &OptimizationR
         Objective::Profit { .. } => "profit",
         Objective::MinSpend { .. } => "spend (min)",
     };
-    writeln!(out, "objective      {:>18}  ({objective_name})", fmt_amount(result.objective))?;
+    writeln!(
+        out,
+        "objective      {:>18}  ({objective_name})",
+        fmt_amount(result.objective)
+    )?;
     if let Objective::MinSpend { target } = compiled.objective() {
         writeln!(
             out,
@@ -308,15 +347,28 @@ fn print_result(out: &mut dyn Write, compiled: &Compiled, result: &OptimizationR
         )?;
     }
     match (result.bound, result.gap()) {
-        (Some(b), Some(g)) => writeln!(out, "bound          {:>18}  (gap {})", fmt_amount(b), fmt_ratio(g))?,
-        _ => writeln!(out, "bound          {:>18}  (this optimizer proves none)", "-")?,
+        (Some(b), Some(g)) => writeln!(
+            out,
+            "bound          {:>18}  (gap {})",
+            fmt_amount(b),
+            fmt_ratio(g)
+        )?,
+        _ => writeln!(
+            out,
+            "bound          {:>18}  (this optimizer proves none)",
+            "-"
+        )?,
     }
     let feasible = if result.max_violation <= compiled.feasibility_tolerance() {
         "feasible"
     } else {
         "INFEASIBLE"
     };
-    writeln!(out, "max violation  {:>18}  ({feasible})", format!("{:.3e}", result.max_violation))?;
+    writeln!(
+        out,
+        "max violation  {:>18}  ({feasible})",
+        format!("{:.3e}", result.max_violation)
+    )?;
     let m = &result.metrics;
     writeln!(
         out,
@@ -330,7 +382,11 @@ fn print_result(out: &mut dyn Write, compiled: &Compiled, result: &OptimizationR
         "evaluations    {:>18}  ({} gradients, {} iterations)",
         m.evaluations, m.gradient_evaluations, m.iterations
     )?;
-    writeln!(out, "peak memory    {:>18}", format!("{:.1} MiB", m.peak_memory_mb))?;
+    writeln!(
+        out,
+        "peak memory    {:>18}",
+        format!("{:.1} MiB", m.peak_memory_mb)
+    )?;
     Ok(())
 }
 
@@ -343,7 +399,13 @@ fn write_channel_table(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> s
     let responses = model.channel_responses(x);
     let mut gradient = vec![0.0; x.len()];
     let has_gradient = model.gradient(x, &mut gradient).is_some();
-    let width = layout.channels().iter().map(|c| c.len()).max().unwrap_or(7).max(7);
+    let width = layout
+        .channels()
+        .iter()
+        .map(|c| c.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     writeln!(
         out,
         "{:<width$}  {:>16}  {:>7}  {:>16}  {:>8}  {:>12}",
@@ -358,7 +420,10 @@ fn write_channel_table(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> s
             let g = layout.channel_slice(&gradient, c);
             let xs = layout.channel_slice(x, c);
             if total > 0.0 {
-                g.iter().zip(xs).map(|(gi, xi)| gi * xi / total).sum::<f64>()
+                g.iter()
+                    .zip(xs)
+                    .map(|(gi, xi)| gi * xi / total)
+                    .sum::<f64>()
             } else {
                 g.iter().sum::<f64>() / g.len() as f64
             }
@@ -389,8 +454,17 @@ fn write_channel_table(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> s
     )
 }
 
-fn print_evaluation(out: &mut dyn Write, compiled: &Compiled, x: &[f64], e: &Evaluation) -> std::io::Result<()> {
-    writeln!(out, "{} · evaluation of a given allocation", compiled.name())?;
+fn print_evaluation(
+    out: &mut dyn Write,
+    compiled: &Compiled,
+    x: &[f64],
+    e: &Evaluation,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} · evaluation of a given allocation",
+        compiled.name()
+    )?;
     writeln!(out)?;
     write_channel_table(out, compiled, x)?;
     writeln!(out)?;

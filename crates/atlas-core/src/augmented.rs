@@ -63,7 +63,12 @@ pub trait InnerSolver {
     /// Minimizes `f` from `u` (inside bounds plus budget) until the projected gradient is
     /// below `tolerance`, leaving the result in `u`. Calls
     /// [`AugmentedLagrangian::report`] after each accepted step.
-    fn minimize(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &mut [f64], tolerance: f64) -> InnerOutcome;
+    fn minimize(
+        &mut self,
+        f: &AugmentedLagrangian<'_, '_>,
+        u: &mut [f64],
+        tolerance: f64,
+    ) -> InnerOutcome;
 }
 
 struct Cache {
@@ -139,7 +144,9 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         let rows = self.rows();
         let mut row_values = vec![0.0; rows.len()];
         if !rows.is_empty() {
-            self.ctx.evaluator().constraint_work(|| rows.mul(u, &mut row_values));
+            self.ctx
+                .evaluator()
+                .constraint_work(|| rows.mul(u, &mut row_values));
         }
         let phi = self.problem.objective().value(model_value, spend);
         *self.cache.borrow_mut() = Some(Cache {
@@ -244,7 +251,11 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
             let m = self.nonlinear_weight(j, c.model_value, spend);
             w_model -= m * row.lhs.model;
             if m > 0.0 {
-                rank_one.push((row.lhs.model, row.lhs.spend, row.lhs.model * gr_v + row.lhs.spend * v_sum));
+                rank_one.push((
+                    row.lhs.model,
+                    row.lhs.spend,
+                    row.lhs.model * gr_v + row.lhs.spend * v_sum,
+                ));
             }
         }
         if w_model != 0.0 {
@@ -263,7 +274,9 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
             let r = c.row_values[i];
             let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
             let l = self.row_multipliers[i];
-            let active = lo == hi || l.max(0.0) + rho * (r - hi) > 0.0 || (-l).max(0.0) + rho * (lo - r) > 0.0;
+            let active = lo == hi
+                || l.max(0.0) + rho * (r - hi) > 0.0
+                || (-l).max(0.0) + rho * (lo - r) > 0.0;
             if active {
                 let av = rows.dot(i, v);
                 let (idx, val) = rows.row(i);
@@ -311,7 +324,9 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
             let r = c.row_values[i];
             let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
             let l = self.row_multipliers[i];
-            let active = lo == hi || l.max(0.0) + rho * (r - hi) > 0.0 || (-l).max(0.0) + rho * (lo - r) > 0.0;
+            let active = lo == hi
+                || l.max(0.0) + rho * (r - hi) > 0.0
+                || (-l).max(0.0) + rho * (lo - r) > 0.0;
             if active {
                 let (idx, val) = rows.row(i);
                 for (&k, &a) in idx.iter().zip(val) {
@@ -337,7 +352,10 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         let linear = (0..rows.len())
             .map(|i| rows.residual(i, c.row_values[i]))
             .fold(0.0, f64::max);
-        linear.max(self.problem.nonlinear_violation(c.model_value, u.iter().sum()))
+        linear.max(
+            self.problem
+                .nonlinear_violation(c.model_value, u.iter().sum()),
+        )
     }
 
     /// Reports an accepted inner step at `u` to the context (objective, feasibility).
@@ -401,7 +419,12 @@ pub struct AlmResult {
 
 /// Runs the augmented-Lagrangian outer loop from `u0` with `inner` solving each
 /// subproblem. Without rows it is a single inner solve.
-pub fn solve(ctx: &Context<'_>, u0: &[f64], settings: &AlmSettings, inner: &mut dyn InnerSolver) -> AlmResult {
+pub fn solve(
+    ctx: &Context<'_>,
+    u0: &[f64],
+    settings: &AlmSettings,
+    inner: &mut dyn InnerSolver,
+) -> AlmResult {
     let mut al = AugmentedLagrangian::new(ctx, settings.initial_penalty);
     let mut u = u0.to_vec();
     if !al.has_rows() {
@@ -434,7 +457,10 @@ pub fn solve(ctx: &Context<'_>, u0: &[f64], settings: &AlmSettings, inner: &mut 
             status = Status::Converged;
             break;
         }
-        if violation <= settings.feasibility_tolerance && inner_done && outcome == InnerOutcome::Stalled {
+        if violation <= settings.feasibility_tolerance
+            && inner_done
+            && outcome == InnerOutcome::Stalled
+        {
             status = Status::Converged;
             break;
         }

@@ -53,18 +53,32 @@ impl<'a> CubeMap<'a> {
     /// Maps `v` (clamped into the cube) onto the feasible set, writing the scaled
     /// allocation to `out`; returns the squared distance the projection moved the box
     /// point. `workspace` warm-starts repeated projections.
-    pub fn map(&self, v: &[f64], out: &mut [f64], workspace: &mut ProjectionWorkspace) -> Result<f64, ProjectionFailure> {
+    pub fn map(
+        &self,
+        v: &[f64],
+        out: &mut [f64],
+        workspace: &mut ProjectionWorkspace,
+    ) -> Result<f64, ProjectionFailure> {
         let mut z = vec![0.0; v.len()];
         self.to_box(v, &mut z);
         self.problem.feasible_set().project(&z, out, workspace)?;
-        Ok(z.iter().zip(out.iter()).map(|(a, b)| (a - b) * (a - b)).sum())
+        Ok(z.iter()
+            .zip(out.iter())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum())
     }
 
     /// A cube point that maps to the feasible scaled allocation `x`.
     pub fn inverse(&self, x: &[f64]) -> Vec<f64> {
         x.iter()
             .zip(self.lower.iter().zip(&self.span))
-            .map(|(xi, (l, s))| if *s > 0.0 { ((xi - l) / s).clamp(0.0, 1.0) } else { 0.0 })
+            .map(|(xi, (l, s))| {
+                if *s > 0.0 {
+                    ((xi - l) / s).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            })
             .collect()
     }
 }
@@ -108,7 +122,9 @@ mod tests {
         let mut ws = ProjectionWorkspace::default();
         let mut x = vec![0.0; map.dim()];
         for k in 0..50 {
-            let v: Vec<f64> = (0..map.dim()).map(|i| ((k * 7 + i * 13) % 17) as f64 / 16.0).collect();
+            let v: Vec<f64> = (0..map.dim())
+                .map(|i| ((k * 7 + i * 13) % 17) as f64 / 16.0)
+                .collect();
             map.map(&v, &mut x, &mut ws).unwrap();
             let spend = scaled.unscale(&x);
             assert!(compiled.is_feasible(&spend), "{spend:?}");

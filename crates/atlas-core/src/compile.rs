@@ -170,7 +170,11 @@ impl Compiled {
         self
     }
 
-    fn build(problem: &Problem, model: Option<Arc<dyn Model>>, source: Option<&Path>) -> Result<Compiled, Error> {
+    fn build(
+        problem: &Problem,
+        model: Option<Arc<dyn Model>>,
+        source: Option<&Path>,
+    ) -> Result<Compiled, Error> {
         compile(problem, model)
             .map(|mut c| {
                 c.source = source.map(Path::to_path_buf);
@@ -256,7 +260,9 @@ impl Compiled {
             Some(mmm) => {
                 let nc = mmm.nonconcave_channels();
                 if !nc.is_empty() {
-                    out.push(Feature::NonConcave(nc.iter().map(|&c| names[c].clone()).collect()));
+                    out.push(Feature::NonConcave(
+                        nc.iter().map(|&c| names[c].clone()).collect(),
+                    ));
                 }
             }
             None => {
@@ -292,7 +298,9 @@ impl Compiled {
         let spend: f64 = x.iter().sum();
         match self.objective {
             Objective::Response => self.model.value(x) - self.fixed_costs(x),
-            Objective::Profit { margin } => margin * self.model.value(x) - spend - self.fixed_costs(x),
+            Objective::Profit { margin } => {
+                margin * self.model.value(x) - spend - self.fixed_costs(x)
+            }
             Objective::MinSpend { .. } => spend,
         }
     }
@@ -351,7 +359,9 @@ impl Compiled {
                 let d = t.min(m - t);
                 if d > tolerance {
                     out.push(Violation {
-                        what: format!("channels[{c}].min_active: {name} spends {t}, above 0 but below {m}"),
+                        what: format!(
+                            "channels[{c}].min_active: {name} spends {t}, above 0 but below {m}"
+                        ),
                         amount: d,
                     });
                 }
@@ -364,7 +374,10 @@ impl Compiled {
                 let excess: f64 = active[..active.len() - k].iter().sum();
                 if excess > tolerance {
                     out.push(Violation {
-                        what: format!("max_active_channels: {} channels active, at most {k} allowed", active.len()),
+                        what: format!(
+                            "max_active_channels: {} channels active, at most {k} allowed",
+                            active.len()
+                        ),
                         amount: excess,
                     });
                 }
@@ -439,7 +452,13 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
             Some(t) => Objective::MinSpend {
                 target: positive("target_response", t)?,
             },
-            None => return Err(InputError::new("target_response", "required when objective = \"min_spend\"").into()),
+            None => {
+                return Err(InputError::new(
+                    "target_response",
+                    "required when objective = \"min_spend\"",
+                )
+                .into())
+            }
         },
     };
     if p.objective != ObjectiveKind::MinSpend && p.target_response.is_some() {
@@ -452,7 +471,9 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
     finite("margin", p.margin)?;
     finite("discount", p.discount)?;
     if p.discount <= -1.0 {
-        return Err(InputError::new("discount", format!("must be > -1 (got {})", p.discount)).into());
+        return Err(
+            InputError::new("discount", format!("must be > -1 (got {})", p.discount)).into(),
+        );
     }
     if p.channels.is_empty() {
         return Err(InputError::new("channels", "at least one channel is required").into());
@@ -499,7 +520,11 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
             None => f64::INFINITY,
         };
         if min > max {
-            return Err(InputError::new(f("min"), format!("min ({min}) is greater than max ({max})")).into());
+            return Err(InputError::new(
+                f("min"),
+                format!("min ({min}) is greater than max ({max})"),
+            )
+            .into());
         }
         let pmin = match c.period_min {
             Some(v) => nonnegative(&f("period_min"), v)?,
@@ -520,7 +545,9 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
         if pmin * t > max {
             return Err(InputError::new(
                 f("period_min"),
-                format!("period_min ({pmin}) over {periods} periods exceeds the channel's max ({max})"),
+                format!(
+                    "period_min ({pmin}) over {periods} periods exceeds the channel's max ({max})"
+                ),
             )
             .into());
         }
@@ -543,7 +570,9 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
         channel_min[i] = min.max(pmin * t);
         channel_max[i] = max.min(pmax * t);
         if custom.is_none() {
-            let spec = c.response.as_ref().ok_or_else(|| InputError::new(f("response"), "required: the channel's response curve"))?;
+            let spec = c.response.as_ref().ok_or_else(|| {
+                InputError::new(f("response"), "required: the channel's response curve")
+            })?;
             responses.push(ChannelResponse {
                 curve: check_curve(&f("response"), spec)?,
                 adstock: check_adstock(&f("adstock"), c)?,
@@ -551,9 +580,21 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
         } else {
             check_adstock(&f("adstock"), c)?;
         }
-        integer.spend_unit.push(c.spend_unit.map(|v| positive(&f("spend_unit"), v)).transpose()?);
-        integer.min_active.push(c.min_active.map(|v| nonnegative(&f("min_active"), v)).transpose()?);
-        integer.fixed_cost.push(c.fixed_cost.map(|v| nonnegative(&f("fixed_cost"), v)).transpose()?);
+        integer.spend_unit.push(
+            c.spend_unit
+                .map(|v| positive(&f("spend_unit"), v))
+                .transpose()?,
+        );
+        integer.min_active.push(
+            c.min_active
+                .map(|v| nonnegative(&f("min_active"), v))
+                .transpose()?,
+        );
+        integer.fixed_cost.push(
+            c.fixed_cost
+                .map(|v| nonnegative(&f("fixed_cost"), v))
+                .transpose()?,
+        );
     }
 
     // Cheap infeasibility checks on bounds and budget.
@@ -568,12 +609,17 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
         return Err(InfeasibleError {
             file: None,
             constraints: list,
-            reason: format!("the channels' minimums add up to {sum_min}, above the budget {budget}"),
+            reason: format!(
+                "the channels' minimums add up to {sum_min}, above the budget {budget}"
+            ),
         }
         .into());
     }
     let sum_max: f64 = channel_max.iter().sum();
-    if p.budget_mode == BudgetMode::Exact && p.objective != ObjectiveKind::MinSpend && sum_max < budget * (1.0 - 1e-12) {
+    if p.budget_mode == BudgetMode::Exact
+        && p.objective != ObjectiveKind::MinSpend
+        && sum_max < budget * (1.0 - 1e-12)
+    {
         return Err(InfeasibleError {
             file: None,
             constraints: vec!["budget_mode = \"exact\"".to_string()],
@@ -593,7 +639,8 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
     let mut feasible = FeasibleSet::new(lower, upper, budget, mode);
     for (i, c) in p.channels.iter().enumerate() {
         if periods > 1 && (c.min.is_some_and(|v| v > 0.0) || c.max.is_some()) {
-            let terms: Vec<(usize, f64)> = (0..periods).map(|t| (layout.index(i, t), 1.0)).collect();
+            let terms: Vec<(usize, f64)> =
+                (0..periods).map(|t| (layout.index(i, t), 1.0)).collect();
             let lo = c.min.unwrap_or(0.0);
             let hi = c.max.unwrap_or(f64::INFINITY);
             feasible.add_row(
@@ -674,7 +721,9 @@ fn check_curve(field: &str, spec: &CurveSpec) -> Check<Curve> {
     };
     let beta = get("beta", spec.beta)?;
     nonnegative(&format!("{field}.beta"), beta)?;
-    let pos = |name: &str, v: Option<f64>| -> Check<f64> { positive(&format!("{field}.{name}"), get(name, v)?) };
+    let pos = |name: &str, v: Option<f64>| -> Check<f64> {
+        positive(&format!("{field}.{name}"), get(name, v)?)
+    };
     Ok(match kind {
         CurveKind::Linear => Curve::Linear { beta },
         CurveKind::Hill => Curve::Hill {
@@ -697,7 +746,10 @@ fn check_curve(field: &str, spec: &CurveSpec) -> Check<Curve> {
         CurveKind::Power => {
             let alpha = get("alpha", spec.alpha)?;
             if !(alpha > 0.0 && alpha <= 1.0) {
-                return err(format!("{field}.alpha"), format!("must be in (0, 1] (got {alpha})"));
+                return err(
+                    format!("{field}.alpha"),
+                    format!("must be in (0, 1] (got {alpha})"),
+                );
             }
             Curve::Power { beta, alpha }
         }
@@ -710,7 +762,10 @@ fn check_adstock(field: &str, channel: &Channel) -> Check<Adstock> {
     };
     let decay = finite(&format!("{field}.decay"), a.decay)?;
     if !(0.0..1.0).contains(&decay) {
-        return err(format!("{field}.decay"), format!("must be in [0, 1) (got {decay})"));
+        return err(
+            format!("{field}.decay"),
+            format!("must be in [0, 1) (got {decay})"),
+        );
     }
     if a.max_lag == 0 {
         return err(format!("{field}.max_lag"), "must be >= 1 (got 0)");
@@ -719,7 +774,12 @@ fn check_adstock(field: &str, channel: &Channel) -> Check<Adstock> {
 }
 
 /// Checks a channel list: non-empty, known names, no repeats; returns channel indices.
-fn check_group(field: &str, group: &Option<Vec<String>>, layout: &Layout, required: bool) -> Check<Option<Vec<usize>>> {
+fn check_group(
+    field: &str,
+    group: &Option<Vec<String>>,
+    layout: &Layout,
+    required: bool,
+) -> Check<Option<Vec<usize>>> {
     let Some(group) = group else {
         return if required {
             err(field, "required")
@@ -738,11 +798,17 @@ fn check_group(field: &str, group: &Option<Vec<String>>, layout: &Layout, requir
                 .unwrap_or_default();
             return err(
                 format!("{field}[{i}]"),
-                format!("unknown channel `{name}`{hint}; channels: {}", layout.channels().join(", ")),
+                format!(
+                    "unknown channel `{name}`{hint}; channels: {}",
+                    layout.channels().join(", ")
+                ),
             );
         };
         if out.contains(&c) {
-            return err(format!("{field}[{i}]"), format!("channel `{name}` is listed twice"));
+            return err(
+                format!("{field}[{i}]"),
+                format!("channel `{name}` is listed twice"),
+            );
         }
         out.push(c);
     }
@@ -754,18 +820,27 @@ fn check_periods(field: &str, periods: &Option<Vec<usize>>, t_max: usize) -> Che
         None => Ok((0..t_max).collect()),
         Some(list) => {
             if list.is_empty() {
-                return err(field, "empty list: give at least one period, or omit the field for all periods");
+                return err(
+                    field,
+                    "empty list: give at least one period, or omit the field for all periods",
+                );
             }
             let mut seen = Vec::with_capacity(list.len());
             for (i, &t) in list.iter().enumerate() {
                 if t >= t_max {
                     return err(
                         format!("{field}[{i}]"),
-                        format!("period {t} is out of range: periods are 0..{} ({t_max} periods)", t_max - 1),
+                        format!(
+                            "period {t} is out of range: periods are 0..{} ({t_max} periods)",
+                            t_max - 1
+                        ),
                     );
                 }
                 if seen.contains(&t) {
-                    return err(format!("{field}[{i}]"), format!("period {t} is listed twice"));
+                    return err(
+                        format!("{field}[{i}]"),
+                        format!("period {t} is listed twice"),
+                    );
                 }
                 seen.push(t);
             }
@@ -774,7 +849,13 @@ fn check_periods(field: &str, periods: &Option<Vec<usize>>, t_max: usize) -> Che
     }
 }
 
-fn group_terms(layout: &Layout, channels: &[usize], periods: &[usize], coef: f64, out: &mut Vec<(usize, f64)>) {
+fn group_terms(
+    layout: &Layout,
+    channels: &[usize],
+    periods: &[usize],
+    coef: f64,
+    out: &mut Vec<(usize, f64)>,
+) {
     for &c in channels {
         for &t in periods {
             out.push((layout.index(c, t), coef));
@@ -783,14 +864,29 @@ fn group_terms(layout: &Layout, channels: &[usize], periods: &[usize], coef: f64
 }
 
 fn optional_limits(field: &str, con: &Constraint) -> Check<(Option<f64>, Option<f64>)> {
-    let min = con.min.map(|v| finite(&format!("{field}.min"), v)).transpose()?;
-    let max = con.max.map(|v| finite(&format!("{field}.max"), v)).transpose()?;
+    let min = con
+        .min
+        .map(|v| finite(&format!("{field}.min"), v))
+        .transpose()?;
+    let max = con
+        .max
+        .map(|v| finite(&format!("{field}.max"), v))
+        .transpose()?;
     if min.is_none() && max.is_none() {
-        return err(field, format!("a `{}` constraint needs `min`, `max` or both", con.kind.as_str()));
+        return err(
+            field,
+            format!(
+                "a `{}` constraint needs `min`, `max` or both",
+                con.kind.as_str()
+            ),
+        );
     }
     if let (Some(a), Some(b)) = (min, max) {
         if a > b {
-            return err(format!("{field}.min"), format!("min ({a}) is greater than max ({b})"));
+            return err(
+                format!("{field}.min"),
+                format!("min ({a}) is greater than max ({b})"),
+            );
         }
     }
     Ok((min, max))
@@ -808,7 +904,10 @@ fn periods_note(periods: &Option<Vec<usize>>) -> String {
     match periods {
         Some(p) => format!(
             " in periods {}",
-            p.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+            p.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         ),
         None => String::new(),
     }
@@ -842,40 +941,63 @@ fn add_constraint(
     };
     match con.kind {
         ConstraintKind::Share => {
-            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?.unwrap_or_default();
+            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
+                .unwrap_or_default();
             let periods = check_periods(&format!("{field}.periods"), &con.periods, t_max)?;
             let (min, max) = optional_limits(&field, con)?;
             for (name, v) in [("min", min), ("max", max)] {
                 if let Some(v) = v {
                     if !(0.0..=1.0).contains(&v) {
-                        return err(format!("{field}.{name}"), format!("a share must be in [0, 1] (got {v})"));
+                        return err(
+                            format!("{field}.{name}"),
+                            format!("a share must be in [0, 1] (got {v})"),
+                        );
                     }
                 }
             }
             let all: Vec<usize> = (0..layout.n_channels()).collect();
-            let label = format!("share of {}{}", names_of(layout, &group), periods_note(&con.periods));
+            let label = format!(
+                "share of {}{}",
+                names_of(layout, &group),
+                periods_note(&con.periods)
+            );
             if let Some(m) = min {
                 let mut terms = Vec::new();
                 group_terms(layout, &group, &periods, 1.0, &mut terms);
                 group_terms(layout, &all, &periods, -m, &mut terms);
-                feasible.add_row(&terms, 0.0, f64::INFINITY, origin(format!("{label} >= {m}")));
+                feasible.add_row(
+                    &terms,
+                    0.0,
+                    f64::INFINITY,
+                    origin(format!("{label} >= {m}")),
+                );
             }
             if let Some(m) = max {
                 let mut terms = Vec::new();
                 group_terms(layout, &group, &periods, 1.0, &mut terms);
                 group_terms(layout, &all, &periods, -m, &mut terms);
-                feasible.add_row(&terms, f64::NEG_INFINITY, 0.0, origin(format!("{label} <= {m}")));
+                feasible.add_row(
+                    &terms,
+                    f64::NEG_INFINITY,
+                    0.0,
+                    origin(format!("{label} <= {m}")),
+                );
             }
         }
         ConstraintKind::Ratio => {
-            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?.unwrap_or_default();
-            let over = check_group(&format!("{field}.over"), &con.over, layout, true)?.unwrap_or_default();
+            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
+                .unwrap_or_default();
+            let over =
+                check_group(&format!("{field}.over"), &con.over, layout, true)?.unwrap_or_default();
             let periods = check_periods(&format!("{field}.periods"), &con.periods, t_max)?;
             let (min, max) = optional_limits(&field, con)?;
             for (name, v) in [("min", min), ("max", max)] {
                 if let Some(v) = v {
                     if v < 0.0 {
-                        return err(format!("{field}.{name}"), format!("a ratio must be >= 0 (got {v})"));
+                        return err(
+                            format!("{field}.{name}"),
+                            format!("a ratio must be >= 0 (got {v})"),
+                        );
                     }
                 }
             }
@@ -889,17 +1011,28 @@ fn add_constraint(
                 let mut terms = Vec::new();
                 group_terms(layout, &group, &periods, 1.0, &mut terms);
                 group_terms(layout, &over, &periods, -m, &mut terms);
-                feasible.add_row(&terms, 0.0, f64::INFINITY, origin(format!("{label} >= {m}")));
+                feasible.add_row(
+                    &terms,
+                    0.0,
+                    f64::INFINITY,
+                    origin(format!("{label} >= {m}")),
+                );
             }
             if let Some(m) = max {
                 let mut terms = Vec::new();
                 group_terms(layout, &group, &periods, 1.0, &mut terms);
                 group_terms(layout, &over, &periods, -m, &mut terms);
-                feasible.add_row(&terms, f64::NEG_INFINITY, 0.0, origin(format!("{label} <= {m}")));
+                feasible.add_row(
+                    &terms,
+                    f64::NEG_INFINITY,
+                    0.0,
+                    origin(format!("{label} <= {m}")),
+                );
             }
         }
         ConstraintKind::Spend => {
-            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?.unwrap_or_default();
+            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
+                .unwrap_or_default();
             let periods = check_periods(&format!("{field}.periods"), &con.periods, t_max)?;
             let (min, max) = optional_limits(&field, con)?;
             for (name, v) in [("min", min), ("max", max)] {
@@ -912,7 +1045,11 @@ fn add_constraint(
             let lo = min.unwrap_or(f64::NEG_INFINITY);
             let hi = max.unwrap_or(f64::INFINITY);
             // Cheap check: the group cannot reach its minimum within the bounds.
-            let reach: f64 = terms.iter().map(|&(j, _)| feasible.upper()[j]).sum::<f64>().min(feasible.budget());
+            let reach: f64 = terms
+                .iter()
+                .map(|&(j, _)| feasible.upper()[j])
+                .sum::<f64>()
+                .min(feasible.budget());
             if lo > reach * (1.0 + 1e-12) {
                 return Err(InputError::new(
                     format!("{field}.min"),
@@ -939,7 +1076,12 @@ fn add_constraint(
                 .unwrap_or_else(|| (0..layout.n_channels()).collect());
             let rate = match con.max_rate {
                 Some(r) => nonnegative(&format!("{field}.max_rate"), r)?,
-                None => return err(format!("{field}.max_rate"), "required for `max_change` constraints"),
+                None => {
+                    return err(
+                        format!("{field}.max_rate"),
+                        "required for `max_change` constraints",
+                    )
+                }
             };
             for &c in &group {
                 let name = &layout.channels()[c];
@@ -962,13 +1104,19 @@ fn add_constraint(
         }
         ConstraintKind::Linear => {
             let Some(terms_spec) = &con.terms else {
-                return err(format!("{field}.terms"), "required for `linear` constraints");
+                return err(
+                    format!("{field}.terms"),
+                    "required for `linear` constraints",
+                );
             };
             if terms_spec.is_empty() {
                 return err(format!("{field}.terms"), "empty: give at least one term");
             }
             let Some(op) = con.op else {
-                return err(format!("{field}.op"), "required: one of \"<=\", \">=\", \"==\"");
+                return err(
+                    format!("{field}.op"),
+                    "required: one of \"<=\", \">=\", \"==\"",
+                );
             };
             let rhs = match con.rhs {
                 Some(v) => finite(&format!("{field}.rhs"), v)?,
@@ -979,27 +1127,46 @@ fn add_constraint(
             for (i, term) in terms_spec.iter().enumerate() {
                 let tf = format!("{field}.terms[{i}]");
                 let coef = finite(&format!("{tf}.coef"), term.coef)?;
-                let c = check_group(&format!("{tf}.channel"), &Some(vec![term.channel.clone()]), layout, true)
-                    .map_err(|mut e| {
-                        e.field = format!("{tf}.channel");
-                        e
-                    })?
-                    .unwrap_or_default();
+                let c = check_group(
+                    &format!("{tf}.channel"),
+                    &Some(vec![term.channel.clone()]),
+                    layout,
+                    true,
+                )
+                .map_err(|mut e| {
+                    e.field = format!("{tf}.channel");
+                    e
+                })?
+                .unwrap_or_default();
                 let periods = check_periods(&format!("{tf}.periods"), &term.periods, t_max)?;
                 group_terms(layout, &c, &periods, coef, &mut terms);
-                text.push(format!("{coef} {}{}", term.channel, periods_note(&term.periods)));
+                text.push(format!(
+                    "{coef} {}{}",
+                    term.channel,
+                    periods_note(&term.periods)
+                ));
             }
             let (lo, hi, sym) = match op {
                 Op::Le => (f64::NEG_INFINITY, rhs, "<="),
                 Op::Ge => (rhs, f64::INFINITY, ">="),
                 Op::Eq => (rhs, rhs, "=="),
             };
-            feasible.add_row(&terms, lo, hi, origin(format!("{} {sym} {rhs}", text.join(" + "))));
+            feasible.add_row(
+                &terms,
+                lo,
+                hi,
+                origin(format!("{} {sym} {rhs}", text.join(" + "))),
+            );
         }
         ConstraintKind::MinRoi => {
             let value = match con.value {
                 Some(v) => nonnegative(&format!("{field}.value"), v)?,
-                None => return err(format!("{field}.value"), "required for `min_roi` constraints"),
+                None => {
+                    return err(
+                        format!("{field}.value"),
+                        "required for `min_roi` constraints",
+                    )
+                }
             };
             min_roi.push(MinRoi {
                 value,

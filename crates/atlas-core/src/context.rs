@@ -142,14 +142,19 @@ impl<'a> Evaluator<'a> {
         let mut out = vec![0.0; us.len()];
         self.problem.model().value_batch(us, &mut out);
         Self::add_time(&self.model_nanos, t);
-        self.evaluations.fetch_add(us.len() as u64, Ordering::Relaxed);
+        self.evaluations
+            .fetch_add(us.len() as u64, Ordering::Relaxed);
         out
     }
 
     /// The objective `phi(u)` to minimize.
     pub fn objective(&self, u: &[f64]) -> f64 {
         let c = self.problem.objective();
-        let model = if c.model != 0.0 { self.model_value(u) } else { 0.0 };
+        let model = if c.model != 0.0 {
+            self.model_value(u)
+        } else {
+            0.0
+        };
         c.value(model, u.iter().sum())
     }
 
@@ -194,7 +199,12 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Euclidean projection onto bounds plus budget (timed as constraint work).
-    pub fn project_box_budget(&self, z: &[f64], out: &mut [f64], tau_hint: Option<f64>) -> BoxProjection {
+    pub fn project_box_budget(
+        &self,
+        z: &[f64],
+        out: &mut [f64],
+        tau_hint: Option<f64>,
+    ) -> BoxProjection {
         let t = Instant::now();
         let set = self.problem.feasible_set();
         let r = crate::feasible::project_box_budget(
@@ -328,7 +338,11 @@ impl<'a> Context<'a> {
         if let Some(s) = self.lock().stopped {
             return Some(s);
         }
-        let status = if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        let status = if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
             Some(Status::StoppedEarly)
         } else if self.time_limit.is_some_and(|l| self.elapsed() >= l) {
             Some(Status::TimeLimit)

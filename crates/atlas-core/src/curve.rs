@@ -240,7 +240,10 @@ mod tests {
         assert!(close(h2.value(2.0), 2.0, 1e-15));
         let e = Curve::Exponential { beta: 3.0, k: 2.0 };
         assert!(close(e.value(2.0), 3.0 * (1.0 - (-1.0f64).exp()), 1e-15));
-        let l = Curve::Logistic { beta: 2.0, lam: 0.5 };
+        let l = Curve::Logistic {
+            beta: 2.0,
+            lam: 0.5,
+        };
         let z = (-0.5f64 * 3.0).exp();
         assert!(close(l.value(3.0), 2.0 * (1.0 - z) / (1.0 + z), 1e-14));
         let g = Curve::Log { beta: 2.0, k: 1.0 };
@@ -293,7 +296,10 @@ mod tests {
                 s: 2.2,
             },
             Curve::Exponential { beta: 5.0, k: 3.0 },
-            Curve::Logistic { beta: 5.0, lam: 0.3 },
+            Curve::Logistic {
+                beta: 5.0,
+                lam: 0.3,
+            },
             Curve::Log { beta: 5.0, k: 3.0 },
             Curve::Power {
                 beta: 5.0,

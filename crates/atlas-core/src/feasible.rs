@@ -239,7 +239,12 @@ impl FeasibleSet {
     }
 
     /// Every violated bound, budget and row of `x` above `tolerance`.
-    pub fn violations(&self, x: &[f64], tolerance: f64, names: &dyn Fn(usize) -> String) -> Vec<Violation> {
+    pub fn violations(
+        &self,
+        x: &[f64],
+        tolerance: f64,
+        names: &dyn Fn(usize) -> String,
+    ) -> Vec<Violation> {
         let mut out = Vec::new();
         for (j, ((&xj, &l), &u)) in x.iter().zip(&self.lower).zip(&self.upper).enumerate() {
             if l - xj > tolerance {
@@ -280,7 +285,15 @@ impl FeasibleSet {
 
     /// Projection onto bounds plus budget (rows ignored); see [`project_box_budget`].
     pub fn project_box_budget(&self, z: &[f64], out: &mut [f64]) -> BoxProjection {
-        project_box_budget(z, &self.lower, &self.upper, self.budget, self.mode, out, None)
+        project_box_budget(
+            z,
+            &self.lower,
+            &self.upper,
+            self.budget,
+            self.mode,
+            out,
+            None,
+        )
     }
 
     /// The same set in units of `spend_scale`, simplified for solvers: rows touching every
@@ -294,12 +307,17 @@ impl FeasibleSet {
         let mut lower: Vec<f64> = self.lower.iter().map(|v| v / s).collect();
         let mut upper: Vec<f64> = self.upper.iter().map(|v| v / s).collect();
         let budget = self.budget / s;
-        let mut kept: Vec<(Vec<(usize, f64)>, f64, f64, usize)> = Vec::new();
+        // Which rule tightened each variable's bounds, to name it in conflicts.
+        let mut bound_origin: Vec<Option<usize>> = vec![None; n];
+        // (terms, lower, upper, origin) of the rows that stay rows.
+        type Row = (Vec<(usize, f64)>, f64, f64, usize);
+        let mut kept: Vec<Row> = Vec::new();
         for i in 0..self.rows.len() {
             let (idx, val) = self.rows.row(i);
             let mut lo = self.rows.lower[i] / s;
             let mut hi = self.rows.upper[i] / s;
-            let mut terms: Vec<(usize, f64)> = idx.iter().copied().zip(val.iter().copied()).collect();
+            let mut terms: Vec<(usize, f64)> =
+                idx.iter().copied().zip(val.iter().copied()).collect();
             if self.mode == BudgetMode::Exact && terms.len() == n && n > 1 {
                 // On sum(x) = budget, a . x = (a - c 1) . x + c budget for any c.
                 let c = modal_value(val);
@@ -312,33 +330,52 @@ impl FeasibleSet {
                 hi -= c * budget;
             }
             let origin = self.rows.origin[i];
-            let conflict = |what: &str| InfeasibleError {
-                file: None,
-                constraints: vec![self.origins[origin].label()],
-                reason: what.to_string(),
+            let conflict = |what: &str, other: Option<usize>| {
+                let mut constraints = vec![self.origins[origin].label()];
+                if let Some(o) = other.filter(|o| *o != origin) {
+                    constraints.push(self.origins[o].label());
+                }
+                InfeasibleError {
+                    file: None,
+                    constraints,
+                    reason: what.to_string(),
+                }
             };
             match terms.len() {
                 0 => {
                     let tol = 1e-9 * (1.0 + budget.abs());
                     if lo > tol || hi < -tol {
-                        return Err(conflict("this rule cannot hold when the whole budget is spent"));
+                        return Err(conflict(
+                            "this rule cannot hold when the whole budget is spent",
+                            None,
+                        ));
                     }
                 }
                 1 => {
                     let (j, a) = terms[0];
-                    let (l, u) = if a > 0.0 { (lo / a, hi / a) } else { (hi / a, lo / a) };
+                    let (l, u) = if a > 0.0 {
+                        (lo / a, hi / a)
+                    } else {
+                        (hi / a, lo / a)
+                    };
+                    let previous = bound_origin[j];
                     if l > lower[j] {
                         lower[j] = l;
+                        bound_origin[j] = Some(origin);
                     }
                     if u < upper[j] {
                         upper[j] = u;
+                        bound_origin[j] = Some(origin);
                     }
                     if lower[j] > upper[j] + 1e-12 * (1.0 + upper[j].abs()) {
-                        return Err(conflict(&format!(
-                            "it leaves variable {j} an empty range [{}, {}]",
-                            lower[j] * s,
-                            upper[j] * s
-                        )));
+                        return Err(conflict(
+                            &format!(
+                                "it leaves variable {j} an empty range [{}, {}]",
+                                lower[j] * s,
+                                upper[j] * s
+                            ),
+                            previous,
+                        ));
                     }
                     upper[j] = upper[j].max(lower[j]);
                 }
@@ -370,10 +407,19 @@ impl FeasibleSet {
                 continue;
             }
             if lo > rmax + 1e-12 * (1.0 + rmax.abs()) || hi < rmin - 1e-12 * (1.0 + rmin.abs()) {
+                let mut constraints = vec![self.origins[origin].label()];
+                for &(j, _) in &terms {
+                    if let Some(o) = bound_origin[j] {
+                        let label = self.origins[o].label();
+                        if !constraints.contains(&label) {
+                            constraints.push(label);
+                        }
+                    }
+                }
                 return Err(InfeasibleError {
                     file: None,
-                    constraints: vec![self.origins[origin].label()],
-                    reason: "the rule cannot be met within the channels' bounds".to_string(),
+                    constraints,
+                    reason: "the rule cannot be met within the variables' bounds".to_string(),
                 });
             }
             let scale = terms.iter().map(|t| t.1.abs()).fold(0.0, f64::max);
@@ -392,7 +438,15 @@ impl FeasibleSet {
         workspace: &mut ProjectionWorkspace,
     ) -> Result<usize, ProjectionFailure> {
         if self.rows.is_empty() {
-            let p = project_box_budget(z, &self.lower, &self.upper, self.budget, self.mode, out, workspace.tau);
+            let p = project_box_budget(
+                z,
+                &self.lower,
+                &self.upper,
+                self.budget,
+                self.mode,
+                out,
+                workspace.tau,
+            );
             workspace.tau = Some(p.tau);
             return Ok(0);
         }
@@ -546,7 +600,11 @@ fn find_tau(z: &[f64], lower: &[f64], upper: &[f64], budget: f64, hint: Option<f
         } else {
             hi = tau;
         }
-        let newton = if free > 0 { tau + h / free as f64 } else { f64::NAN };
+        let newton = if free > 0 {
+            tau + h / free as f64
+        } else {
+            f64::NAN
+        };
         if newton > lo && newton < hi {
             tau = newton;
             continue;
@@ -684,7 +742,9 @@ impl ProjectionFailure {
             ProjectionFailure::NotConverged(v) => InfeasibleError {
                 file: None,
                 constraints: Vec::new(),
-                reason: format!("no feasible allocation found (closest violation {v:.3e} in budget units)"),
+                reason: format!(
+                    "no feasible allocation found (closest violation {v:.3e} in budget units)"
+                ),
             },
         }
     }
@@ -729,10 +789,16 @@ impl<'a> DualNewton<'a> {
         let mut w = self.z.to_vec();
         set.rows.mul_transpose_add(lambda, -1.0, &mut w);
         let mut y = vec![0.0; w.len()];
-        let p = project_box_budget(&w, &set.lower, &set.upper, set.budget, set.mode, &mut y, tau_hint);
+        let p = project_box_budget(
+            &w, &set.lower, &set.upper, set.budget, set.mode, &mut y, tau_hint,
+        );
         let mut r = vec![0.0; self.m];
         set.rows.mul(&y, &mut r);
-        let mut value = 0.5 * y.iter().zip(self.z).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+        let mut value = 0.5
+            * y.iter()
+                .zip(self.z)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>();
         for i in 0..self.m {
             let l = lambda[i];
             value += l * r[i];
@@ -758,9 +824,7 @@ impl<'a> DualNewton<'a> {
         (0..self.m)
             .map(|i| {
                 let (lo, hi, r, l) = (rows.lower[i], rows.upper[i], point.r[i], lambda[i]);
-                if lo == hi {
-                    Some(r - hi)
-                } else if l > 0.0 {
+                if lo == hi || l > 0.0 {
                     Some(r - hi)
                 } else if l < 0.0 {
                     Some(r - lo)
@@ -874,7 +938,14 @@ impl<'a> DualNewton<'a> {
     }
 
     /// Solves `(A_S J A_S^T + delta I) d = g` by conjugate gradients.
-    fn newton_direction(&self, active: &[usize], g: &[f64], free: &[bool], nfree: usize, binding: bool) -> Vec<f64> {
+    fn newton_direction(
+        &self,
+        active: &[usize],
+        g: &[f64],
+        free: &[bool],
+        nfree: usize,
+        binding: bool,
+    ) -> Vec<f64> {
         let rows = &self.set.rows;
         let k = active.len();
         let n = free.len();
@@ -986,7 +1057,11 @@ impl<'a> DualNewton<'a> {
                 if rows.lower[i] != rows.upper[i] {
                     // Sign of the side in use: fixed by the current multiplier, or by which
                     // limit is violated when it is zero.
-                    let side = if lambda[i] != 0.0 { lambda[i].signum() } else { g.signum() };
+                    let side = if lambda[i] != 0.0 {
+                        lambda[i].signum()
+                    } else {
+                        g.signum()
+                    };
                     if v * side < 0.0 {
                         v = 0.0;
                     }
@@ -1124,15 +1199,48 @@ mod tests {
     fn conflicting_rows_are_named() {
         // x0 + x1 >= 0.8 and x0 + x1 <= 0.3 cannot both hold.
         let mut set = FeasibleSet::new(vec![0.0; 3], vec![1.0; 3], 1.0, BudgetMode::Exact);
-        set.add_row(&[(0, 1.0), (1, 1.0)], 0.8, f64::INFINITY, RowOrigin { field: "constraints[0]".into(), description: "a".into() });
-        set.add_row(&[(0, 1.0), (1, 1.0)], f64::NEG_INFINITY, 0.3, RowOrigin { field: "constraints[1]".into(), description: "b".into() });
-        set.add_row(&[(1, 1.0), (2, 1.0)], 0.0, 1.0, RowOrigin { field: "constraints[2]".into(), description: "c".into() });
+        set.add_row(
+            &[(0, 1.0), (1, 1.0)],
+            0.8,
+            f64::INFINITY,
+            RowOrigin {
+                field: "constraints[0]".into(),
+                description: "a".into(),
+            },
+        );
+        set.add_row(
+            &[(0, 1.0), (1, 1.0)],
+            f64::NEG_INFINITY,
+            0.3,
+            RowOrigin {
+                field: "constraints[1]".into(),
+                description: "b".into(),
+            },
+        );
+        set.add_row(
+            &[(1, 1.0), (2, 1.0)],
+            0.0,
+            1.0,
+            RowOrigin {
+                field: "constraints[2]".into(),
+                description: "c".into(),
+            },
+        );
         let mut y = vec![0.0; 3];
         match set.project_cold(&[0.3, 0.3, 0.4], &mut y) {
             Err(ProjectionFailure::Infeasible(rows)) => {
-                assert!(rows.iter().any(|r| r.starts_with("constraints[0]")), "{rows:?}");
-                assert!(rows.iter().any(|r| r.starts_with("constraints[1]")), "{rows:?}");
-                assert!(!rows.iter().any(|r| r.starts_with("constraints[2]")), "{rows:?}");
+                assert!(
+                    rows.iter().any(|r| r.starts_with("constraints[0]")),
+                    "{rows:?}"
+                );
+                assert!(
+                    rows.iter().any(|r| r.starts_with("constraints[1]")),
+                    "{rows:?}"
+                );
+                assert!(
+                    !rows.iter().any(|r| r.starts_with("constraints[2]")),
+                    "{rows:?}"
+                );
             }
             other => panic!("expected infeasible, got {other:?}"),
         }
@@ -1141,8 +1249,21 @@ mod tests {
     #[test]
     fn presolve_turns_share_rows_into_sparse_rows() {
         // share of x0 >= 0.3 with exact budget: 0.7 x0 - 0.3 x1 - 0.3 x2 >= 0 becomes x0 >= 0.3 B.
-        let mut set = FeasibleSet::new(vec![0.0; 3], vec![f64::INFINITY; 3], 10.0, BudgetMode::Exact);
-        set.add_row(&[(0, 0.7), (1, -0.3), (2, -0.3)], 0.0, f64::INFINITY, RowOrigin { field: "c".into(), description: String::new() });
+        let mut set = FeasibleSet::new(
+            vec![0.0; 3],
+            vec![f64::INFINITY; 3],
+            10.0,
+            BudgetMode::Exact,
+        );
+        set.add_row(
+            &[(0, 0.7), (1, -0.3), (2, -0.3)],
+            0.0,
+            f64::INFINITY,
+            RowOrigin {
+                field: "c".into(),
+                description: String::new(),
+            },
+        );
         let s = set.for_solvers(10.0).unwrap();
         assert!(s.rows().is_empty());
         assert!((s.lower()[0] - 0.3).abs() < 1e-15);

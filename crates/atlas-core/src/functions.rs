@@ -98,7 +98,10 @@ impl TestFunction {
                 .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
                 .sum(),
             TestFunction::Rastrigin => {
-                10.0 * d + z.iter().map(|v| v * v - 10.0 * (2.0 * PI * v).cos()).sum::<f64>()
+                10.0 * d
+                    + z.iter()
+                        .map(|v| v * v - 10.0 * (2.0 * PI * v).cos())
+                        .sum::<f64>()
             }
             TestFunction::Ackley => {
                 let sq = (z.iter().map(|v| v * v).sum::<f64>() / d).sqrt();
@@ -106,7 +109,10 @@ impl TestFunction {
                 -20.0 * (-0.2 * sq).exp() - cs.exp() + 20.0 + E
             }
             TestFunction::StyblinskiTang => {
-                0.5 * z.iter().map(|v| v.powi(4) - 16.0 * v * v + 5.0 * v).sum::<f64>()
+                0.5 * z
+                    .iter()
+                    .map(|v| v.powi(4) - 16.0 * v * v + 5.0 * v)
+                    .sum::<f64>()
             }
         }
     }
@@ -131,7 +137,11 @@ impl TestFunction {
             TestFunction::Ackley => {
                 let sq = (z.iter().map(|v| v * v).sum::<f64>() / d).sqrt();
                 let cs = z.iter().map(|v| (2.0 * PI * v).cos()).sum::<f64>() / d;
-                let a = if sq > 0.0 { 4.0 * (-0.2 * sq).exp() / (d * sq) } else { 0.0 };
+                let a = if sq > 0.0 {
+                    4.0 * (-0.2 * sq).exp() / (d * sq)
+                } else {
+                    0.0
+                };
                 let b = cs.exp() * 2.0 * PI / d;
                 for (v, gi) in z.iter().zip(g.iter_mut()) {
                     *gi = a * v + b * (2.0 * PI * v).sin();
@@ -257,7 +267,11 @@ mod tests {
                 zp[i] += h;
                 zm[i] -= h;
                 let fd = (f.value(&zp) - f.value(&zm)) / (2.0 * h);
-                assert!((fd - g[i]).abs() <= 1e-5 * (1.0 + g[i].abs()), "{f:?} {i}: {fd} vs {}", g[i]);
+                assert!(
+                    (fd - g[i]).abs() <= 1e-5 * (1.0 + g[i].abs()),
+                    "{f:?} {i}: {fd} vs {}",
+                    g[i]
+                );
             }
         }
     }

@@ -91,9 +91,7 @@ impl Adstock {
 
     /// Geometric weights `decay^l`, `l < max_lag`, divided by their sum when `normalize`.
     pub fn geometric(decay: f64, max_lag: usize, normalize: bool) -> Self {
-        let mut weights: Vec<f64> = (0..max_lag.max(1))
-            .map(|l| decay.powi(l as i32))
-            .collect();
+        let mut weights: Vec<f64> = (0..max_lag.max(1)).map(|l| decay.powi(l as i32)).collect();
         if normalize {
             let sum: f64 = weights.iter().sum();
             weights.iter_mut().for_each(|w| *w /= sum);
@@ -416,9 +414,7 @@ mod tests {
         let m = two_channel_model();
         let x = [3.0, 6.0, 0.0, 1.0, 1.0, 2.0];
         // a for channel a: [2, 5, 2]; log curve 2 ln(1 + a); discounts 1, 1/1.1, 1/1.21.
-        let expect_a = 2.0 * (3.0f64).ln()
-            + 2.0 * (6.0f64).ln() / 1.1
-            + 2.0 * (3.0f64).ln() / 1.21;
+        let expect_a = 2.0 * (3.0f64).ln() + 2.0 * (6.0f64).ln() / 1.1 + 2.0 * (3.0f64).ln() / 1.21;
         let expect_b = 3.0 * (1.0 + 1.0 / 1.1 + 2.0 / 1.21);
         assert!((m.value(&x) - expect_a - expect_b).abs() < 1e-12);
         let per = m.channel_responses(&x).unwrap();

@@ -17,7 +17,11 @@ use crate::scaled::Scaled;
 /// `alternatives` are filled by [`Registry::optimize`](crate::Registry::optimize)), scales
 /// the problem (failing when its rules admit no allocation), runs the solver, and reports
 /// the true objective and violations of the allocation it returns.
-pub fn optimize(compiled: &Compiled, config: &dyn SolverConfig, options: SolveOptions) -> Result<OptimizationResult, Error> {
+pub fn optimize(
+    compiled: &Compiled,
+    config: &dyn SolverConfig,
+    options: SolveOptions,
+) -> Result<OptimizationResult, Error> {
     let started = Instant::now();
     crate::memory::reset_peak();
     config.check()?;
@@ -42,7 +46,8 @@ pub fn optimize(compiled: &Compiled, config: &dyn SolverConfig, options: SolveOp
     if solution.x.len() != scaled.dim() || solution.x.iter().any(|v| !v.is_finite()) {
         return Err(Error::Solver {
             optimizer: solver.name().to_string(),
-            reason: "returned an allocation of the wrong size or with non-finite values".to_string(),
+            reason: "returned an allocation of the wrong size or with non-finite values"
+                .to_string(),
         });
     }
 

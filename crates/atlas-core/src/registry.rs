@@ -65,7 +65,9 @@ pub struct OptimizerInfo {
     pub defaults: Value,
 }
 
-fn parse_typed<C: SolverConfig + DeserializeOwned + 'static>(value: Value) -> Result<Box<dyn SolverConfig>, serde_json::Error> {
+fn parse_typed<C: SolverConfig + DeserializeOwned + 'static>(
+    value: Value,
+) -> Result<Box<dyn SolverConfig>, serde_json::Error> {
     serde_json::from_value::<C>(value).map(|c| Box::new(c) as Box<dyn SolverConfig>)
 }
 
@@ -119,10 +121,12 @@ impl Registry {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry, Error> {
-        self.entries.get(name).ok_or_else(|| Error::UnknownOptimizer {
-            name: name.to_string(),
-            available: self.names().iter().map(|s| s.to_string()).collect(),
-        })
+        self.entries
+            .get(name)
+            .ok_or_else(|| Error::UnknownOptimizer {
+                name: name.to_string(),
+                available: self.names().iter().map(|s| s.to_string()).collect(),
+            })
     }
 
     /// The default configuration of `name`.
@@ -132,7 +136,11 @@ impl Registry {
 
     /// A checked configuration of `name`: its defaults with `settings` applied on top.
     /// Unknown settings are errors listing the valid ones; values are checked.
-    pub fn config(&self, name: &str, settings: Map<String, Value>) -> Result<Box<dyn SolverConfig>, Error> {
+    pub fn config(
+        &self,
+        name: &str,
+        settings: Map<String, Value>,
+    ) -> Result<Box<dyn SolverConfig>, Error> {
         let entry = self.entry(name)?;
         let mut value = match entry.default.settings() {
             Value::Object(m) => m,
@@ -142,7 +150,12 @@ impl Registry {
         for (k, v) in settings {
             if k == "optimizer" {
                 if v.as_str() != Some(name) {
-                    return Err(ConfigError::new(name, "optimizer", format!("this configuration is for `{name}`, not {v}")).into());
+                    return Err(ConfigError::new(
+                        name,
+                        "optimizer",
+                        format!("this configuration is for `{name}`, not {v}"),
+                    )
+                    .into());
                 }
                 continue;
             }
@@ -150,13 +163,25 @@ impl Registry {
                 let hint = crate::suggest::nearest(&k, valid.iter().map(String::as_str))
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
-                return Err(ConfigError::new(name, &k, format!("unknown setting{hint}; valid settings: {}", valid.join(", "))).into());
+                return Err(ConfigError::new(
+                    name,
+                    &k,
+                    format!(
+                        "unknown setting{hint}; valid settings: {}",
+                        valid.join(", ")
+                    ),
+                )
+                .into());
             }
             value.insert(k, v);
         }
         let config = (entry.parse)(Value::Object(value)).map_err(|e| {
             let msg = crate::suggest::improve_serde_message(&e.to_string());
-            let field = valid.iter().find(|f| msg.contains(&format!("`{f}`"))).cloned().unwrap_or_default();
+            let field = valid
+                .iter()
+                .find(|f| msg.contains(&format!("`{f}`")))
+                .cloned()
+                .unwrap_or_default();
             ConfigError::new(name, field, msg)
         })?;
         config.check()?;
@@ -167,22 +192,43 @@ impl Registry {
     /// file), deserialized by name through typetag after checking the name is registered.
     pub fn config_from_value(&self, value: Value) -> Result<Box<dyn SolverConfig>, Error> {
         let Value::Object(map) = value else {
-            return Err(ConfigError::new("?", "", "a configuration must be a table of settings").into());
+            return Err(
+                ConfigError::new("?", "", "a configuration must be a table of settings").into(),
+            );
         };
-        let Some(name) = map.get("optimizer").and_then(Value::as_str).map(str::to_string) else {
-            return Err(ConfigError::new("?", "optimizer", format!("missing: name the optimizer ({})", self.names().join(", "))).into());
+        let Some(name) = map
+            .get("optimizer")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return Err(ConfigError::new(
+                "?",
+                "optimizer",
+                format!("missing: name the optimizer ({})", self.names().join(", ")),
+            )
+            .into());
         };
         // Check the settings against the registered defaults, then let typetag build the
         // configuration by name.
         self.config(&name, map.clone())?;
-        let config: Box<dyn SolverConfig> = serde_json::from_value(Value::Object(map))
-            .map_err(|e| ConfigError::new(name.clone(), "", crate::suggest::improve_serde_message(&e.to_string())))?;
+        let config: Box<dyn SolverConfig> =
+            serde_json::from_value(Value::Object(map)).map_err(|e| {
+                ConfigError::new(
+                    name.clone(),
+                    "",
+                    crate::suggest::improve_serde_message(&e.to_string()),
+                )
+            })?;
         config.check()?;
         Ok(config)
     }
 
     /// Builds a solver: `create(name, settings)`.
-    pub fn create(&self, name: &str, settings: Map<String, Value>) -> Result<Box<dyn Solver>, Error> {
+    pub fn create(
+        &self,
+        name: &str,
+        settings: Map<String, Value>,
+    ) -> Result<Box<dyn Solver>, Error> {
         Ok(self.config(name, settings)?.build()?)
     }
 
@@ -197,9 +243,18 @@ impl Registry {
     }
 
     /// Solves `compiled` with `config`; a refusal names the optimizers that can.
-    pub fn optimize(&self, compiled: &Compiled, config: &dyn SolverConfig, options: SolveOptions) -> Result<OptimizationResult, Error> {
+    pub fn optimize(
+        &self,
+        compiled: &Compiled,
+        config: &dyn SolverConfig,
+        options: SolveOptions,
+    ) -> Result<OptimizationResult, Error> {
         match crate::optimize::optimize(compiled, config, options) {
-            Err(Error::Unsupported { optimizer, features, .. }) => Err(Error::Unsupported {
+            Err(Error::Unsupported {
+                optimizer,
+                features,
+                ..
+            }) => Err(Error::Unsupported {
                 optimizer,
                 features,
                 alternatives: self.capable_of(compiled),

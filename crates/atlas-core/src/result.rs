@@ -104,19 +104,27 @@ impl Allocation {
         let mut x = vec![0.0; layout.len()];
         for (name, values) in &self.allocation {
             let Some(c) = layout.channel_index(name) else {
-                let hint = crate::suggest::nearest(name, layout.channels().iter().map(String::as_str))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint =
+                    crate::suggest::nearest(name, layout.channels().iter().map(String::as_str))
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
                 return Err(InputError::new(
                     format!("allocation.{name}"),
-                    format!("unknown channel `{name}`{hint}; the problem's channels: {}", layout.channels().join(", ")),
+                    format!(
+                        "unknown channel `{name}`{hint}; the problem's channels: {}",
+                        layout.channels().join(", ")
+                    ),
                 )
                 .into());
             };
             if values.len() != layout.periods() {
                 return Err(InputError::new(
                     format!("allocation.{name}"),
-                    format!("{} values given, the problem has {} periods", values.len(), layout.periods()),
+                    format!(
+                        "{} values given, the problem has {} periods",
+                        values.len(),
+                        layout.periods()
+                    ),
                 )
                 .into());
             }

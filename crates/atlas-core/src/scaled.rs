@@ -83,7 +83,10 @@ impl Scaled {
     pub fn new(compiled: &Compiled) -> Result<Scaled, Error> {
         let infeasible = |e: InfeasibleError| Error::from(e).in_file(compiled.source());
         let spend_scale = compiled.budget();
-        let feasible = compiled.feasible_set().for_solvers(spend_scale).map_err(infeasible)?;
+        let feasible = compiled
+            .feasible_set()
+            .for_solvers(spend_scale)
+            .map_err(infeasible)?;
         let n = feasible.dim();
         let even = vec![feasible.budget() / n as f64; n];
         let mut start = vec![0.0; n];
@@ -109,7 +112,11 @@ impl Scaled {
                 (scaled.clone(), Some(scaled))
             }
             None => (
-                Arc::new(ScaledModel::new(compiled.model().clone(), spend_scale, response_scale)),
+                Arc::new(ScaledModel::new(
+                    compiled.model().clone(),
+                    spend_scale,
+                    response_scale,
+                )),
                 None,
             ),
         };

@@ -5,7 +5,12 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let lower = name.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (c, strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase())))
+        .map(|c| {
+            (
+                c,
+                strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+            )
+        })
         .filter(|(c, d)| *d <= (c.len().max(name.len()) / 3).max(1) && *d > 0)
         .min_by_key(|(_, d)| *d)
         .map(|(c, _)| c)

@@ -86,10 +86,16 @@ impl SolverConfig for LbfgsConfig {
             return bad("max_evaluations", "must be >= 1 (got 0)".to_string());
         }
         if !(1..=100).contains(&self.memory) {
-            return bad("memory", format!("must be in 1..=100 (got {})", self.memory));
+            return bad(
+                "memory",
+                format!("must be in 1..=100 (got {})", self.memory),
+            );
         }
         if !(1..=10_000).contains(&self.multi_start) {
-            return bad("multi_start", format!("must be in 1..=10000 (got {})", self.multi_start));
+            return bad(
+                "multi_start",
+                format!("must be in 1..=10000 (got {})", self.multi_start),
+            );
         }
         Ok(())
     }
@@ -126,14 +132,62 @@ mod tests {
     #[test]
     fn bad_values_name_the_field_and_range() {
         let cases: Vec<(&str, LbfgsConfig)> = vec![
-            ("ftol", LbfgsConfig { ftol: 1.5, ..Default::default() }),
-            ("ftol", LbfgsConfig { ftol: f64::NAN, ..Default::default() }),
-            ("gtol", LbfgsConfig { gtol: 0.0, ..Default::default() }),
-            ("max_iterations", LbfgsConfig { max_iterations: 0, ..Default::default() }),
-            ("max_evaluations", LbfgsConfig { max_evaluations: Some(0), ..Default::default() }),
-            ("memory", LbfgsConfig { memory: 0, ..Default::default() }),
-            ("memory", LbfgsConfig { memory: 101, ..Default::default() }),
-            ("multi_start", LbfgsConfig { multi_start: 0, ..Default::default() }),
+            (
+                "ftol",
+                LbfgsConfig {
+                    ftol: 1.5,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ftol",
+                LbfgsConfig {
+                    ftol: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "gtol",
+                LbfgsConfig {
+                    gtol: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_iterations",
+                LbfgsConfig {
+                    max_iterations: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_evaluations",
+                LbfgsConfig {
+                    max_evaluations: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "memory",
+                LbfgsConfig {
+                    memory: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "memory",
+                LbfgsConfig {
+                    memory: 101,
+                    ..Default::default()
+                },
+            ),
+            (
+                "multi_start",
+                LbfgsConfig {
+                    multi_start: 0,
+                    ..Default::default()
+                },
+            ),
         ];
         for (field, c) in cases {
             let e = c.check().unwrap_err();

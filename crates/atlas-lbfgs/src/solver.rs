@@ -159,7 +159,13 @@ impl ProjectedLbfgs {
 /// recursion with the pairs restricted to the free variables (`mask` is 1 on them, 0
 /// elsewhere). Pairs without positive curvature there are skipped, so `H` stays positive
 /// definite on the free subspace.
-fn two_loop(history: &VecDeque<Pair>, mask: &[f64], vs: &mut [Vec<f64>], gamma0: f64, h0: Option<&[f64]>) {
+fn two_loop(
+    history: &VecDeque<Pair>,
+    mask: &[f64],
+    vs: &mut [Vec<f64>],
+    gamma0: f64,
+    h0: Option<&[f64]>,
+) {
     let n = mask.len();
     // Restricted curvature of each pair: (s.y, y.y) over the free variables.
     let mut curvature: Vec<Option<(f64, f64)>> = Vec::with_capacity(history.len());
@@ -183,7 +189,9 @@ fn two_loop(history: &VecDeque<Pair>, mask: &[f64], vs: &mut [Vec<f64>], gamma0:
     let k = vs.len();
     let mut alphas = vec![0.0; history.len() * k];
     for (i, p) in history.iter().enumerate().rev() {
-        let Some((sy, _)) = curvature[i] else { continue };
+        let Some((sy, _)) = curvature[i] else {
+            continue;
+        };
         for (v, q) in vs.iter_mut().enumerate() {
             // q is zero off the free set, so the plain dot is the restricted one.
             let a: f64 = p.s.iter().zip(q.iter()).map(|(s, x)| s * x).sum::<f64>() / sy;
@@ -200,7 +208,9 @@ fn two_loop(history: &VecDeque<Pair>, mask: &[f64], vs: &mut [Vec<f64>], gamma0:
         }
     }
     for (i, p) in history.iter().enumerate() {
-        let Some((sy, _)) = curvature[i] else { continue };
+        let Some((sy, _)) = curvature[i] else {
+            continue;
+        };
         for (v, q) in vs.iter_mut().enumerate() {
             let b: f64 = p.y.iter().zip(q.iter()).map(|(y, x)| y * x).sum::<f64>() / sy;
             let c = alphas[i * k + v] - b;
@@ -212,7 +222,12 @@ fn two_loop(history: &VecDeque<Pair>, mask: &[f64], vs: &mut [Vec<f64>], gamma0:
 }
 
 impl InnerSolver for ProjectedLbfgs {
-    fn minimize(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &mut [f64], tolerance: f64) -> InnerOutcome {
+    fn minimize(
+        &mut self,
+        f: &AugmentedLagrangian<'_, '_>,
+        u: &mut [f64],
+        tolerance: f64,
+    ) -> InnerOutcome {
         let ctx = f.context();
         let ev = ctx.evaluator();
         let set = ctx.problem().feasible_set();
@@ -235,7 +250,9 @@ impl InnerSolver for ProjectedLbfgs {
         let singular: Vec<bool> = match ctx.problem().mmm() {
             Some(mmm) => {
                 let periods = mmm.layout().periods();
-                (0..n).map(|i| mmm.channels()[i / periods].curve.is_singular_at_zero()).collect()
+                (0..n)
+                    .map(|i| mmm.channels()[i / periods].curve.is_singular_at_zero())
+                    .collect()
             }
             None => vec![false; n],
         };
@@ -264,7 +281,11 @@ impl InnerSolver for ProjectedLbfgs {
             let z: Vec<f64> = u.iter().zip(&g).map(|(a, b)| a - step * b).collect();
             let proj = ev.project_box_budget(&z, &mut y, tau_hint);
             tau_hint = Some(proj.tau);
-            let pg = u.iter().zip(&y).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / step;
+            let pg = u
+                .iter()
+                .zip(&y)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                / step;
             if pg <= tolerance || !fx.is_finite() {
                 return InnerOutcome::Converged;
             }
@@ -272,10 +293,14 @@ impl InnerSolver for ProjectedLbfgs {
             let at_lower: Vec<bool> = (0..n).map(|i| u[i] <= lower[i] + eps(lower[i])).collect();
             let at_upper: Vec<bool> = (0..n).map(|i| u[i] >= upper[i] - eps(upper[i])).collect();
             let mut free: Vec<bool> = (0..n)
-                .map(|i| !((at_lower[i] && y[i] <= lower[i] + eps(lower[i])) || (at_upper[i] && y[i] >= upper[i] - eps(upper[i]))))
+                .map(|i| {
+                    !((at_lower[i] && y[i] <= lower[i] + eps(lower[i]))
+                        || (at_upper[i] && y[i] >= upper[i] - eps(upper[i])))
+                })
                 .collect();
             let total: f64 = u.iter().sum();
-            let binding = exact || (proj.budget_binding && total >= budget - 1e-12 * budget.max(1.0));
+            let binding =
+                exact || (proj.budget_binding && total >= budget - 1e-12 * budget.max(1.0));
             let gamma0 = step;
             // Diagonal preconditioner where the model provides a Hessian diagonal: its
             // inverse, clamped to a band around the median curvature of the free
@@ -303,7 +328,11 @@ impl InnerSolver for ProjectedLbfgs {
             for _pass in 0..4 {
                 let mask: Vec<f64> = free.iter().map(|f| if *f { 1.0 } else { 0.0 }).collect();
                 let masked_g: Vec<f64> = g.iter().zip(&mask).map(|(a, m)| a * m).collect();
-                let mut vs = if binding { vec![masked_g, mask.clone()] } else { vec![masked_g] };
+                let mut vs = if binding {
+                    vec![masked_g, mask.clone()]
+                } else {
+                    vec![masked_g]
+                };
                 two_loop(&history, &mask, &mut vs, gamma0, h0.as_deref());
                 let hg = &vs[0];
                 d = hg.iter().map(|v| -v).collect();
@@ -335,7 +364,7 @@ impl InnerSolver for ProjectedLbfgs {
                 }
             }
             let mut slope: f64 = g.iter().zip(&d).map(|(a, b)| a * b).sum();
-            let mut use_gradient = !(slope < 0.0) || !slope.is_finite();
+            let mut use_gradient = slope >= 0.0 || !slope.is_finite();
             let mut accepted = false;
             let mut fx_new = fx;
             for attempt in 0..2 {
@@ -346,7 +375,7 @@ impl InnerSolver for ProjectedLbfgs {
                         d[i] = y[i] - u[i];
                     }
                     slope = g.iter().zip(&d).map(|(a, b)| a * b).sum();
-                    if !(slope < 0.0) {
+                    if slope >= 0.0 || slope.is_nan() {
                         return InnerOutcome::Stalled;
                     }
                 }
@@ -369,10 +398,22 @@ impl InnerSolver for ProjectedLbfgs {
                     if !inside || (!exact && trial.iter().sum::<f64>() > budget) {
                         let z = trial.clone();
                         ev.constraint_work(|| {
-                            atlas_core::feasible::project_box_budget(&z, &step_lower, upper, budget, set.budget_mode(), &mut trial, tau_hint)
+                            atlas_core::feasible::project_box_budget(
+                                &z,
+                                &step_lower,
+                                upper,
+                                budget,
+                                set.budget_mode(),
+                                &mut trial,
+                                tau_hint,
+                            )
                         });
                     }
-                    let step_slope: f64 = g.iter().zip(trial.iter().zip(u.iter())).map(|(gi, (t, ui))| gi * (t - ui)).sum();
+                    let step_slope: f64 = g
+                        .iter()
+                        .zip(trial.iter().zip(u.iter()))
+                        .map(|(gi, (t, ui))| gi * (t - ui))
+                        .sum();
                     let mut next = 0.5;
                     if step_slope < 0.0 {
                         fx_new = f.value_gradient(&trial, &mut g_new);
