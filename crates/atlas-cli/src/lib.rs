@@ -93,7 +93,16 @@ enum Command {
 /// Runs the command line with the process arguments; returns the exit status
 /// (0 success, 2 bad input, 1 other failure).
 pub fn main(registry: Registry) -> ExitCode {
-    let cli = match Cli::try_parse() {
+    main_with_args(registry, std::env::args_os())
+}
+
+/// Runs the command line with the given arguments (the first is the program name).
+pub fn main_with_args<I, T>(registry: Registry, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
