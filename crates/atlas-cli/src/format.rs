@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn amounts() {
-        assert_eq!(fmt_amount(1_585_364.8228), "1,585,365");
+        assert_eq!(fmt_amount(1_585_364.822_8), "1,585,365");
         assert_eq!(fmt_amount(12_345.678), "12,345.68");
         assert_eq!(fmt_amount(-999.5), "-999.50");
         assert_eq!(fmt_amount(0.0), "0.00");

@@ -173,6 +173,17 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         up - down
     }
 
+    /// Whether row `i`'s penalty is curved at row value `r` (an equality, or a limit whose
+    /// shifted residual is positive).
+    #[inline]
+    fn row_active(&self, i: usize, r: f64) -> bool {
+        let rows = self.rows();
+        let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
+        let l = self.row_multipliers[i];
+        let rho = self.penalty;
+        lo == hi || l.max(0.0) + rho * (r - hi) > 0.0 || (-l).max(0.0) + rho * (lo - r) > 0.0
+    }
+
     /// Weight `m_j >= 0` of the nonlinear row `j` in `∇L` (`-m_j ∇c_j`), and its updated
     /// multiplier.
     #[inline]
@@ -271,13 +282,7 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         }
         let rows = self.rows();
         for i in 0..rows.len() {
-            let r = c.row_values[i];
-            let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
-            let l = self.row_multipliers[i];
-            let active = lo == hi
-                || l.max(0.0) + rho * (r - hi) > 0.0
-                || (-l).max(0.0) + rho * (lo - r) > 0.0;
-            if active {
+            if self.row_active(i, c.row_values[i]) {
                 let av = rows.dot(i, v);
                 let (idx, val) = rows.row(i);
                 for (&k, &a) in idx.iter().zip(val) {
@@ -321,13 +326,7 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         }
         let rows = self.rows();
         for i in 0..rows.len() {
-            let r = c.row_values[i];
-            let (lo, hi) = (rows.lower()[i], rows.upper()[i]);
-            let l = self.row_multipliers[i];
-            let active = lo == hi
-                || l.max(0.0) + rho * (r - hi) > 0.0
-                || (-l).max(0.0) + rho * (lo - r) > 0.0;
-            if active {
+            if self.row_active(i, c.row_values[i]) {
                 let (idx, val) = rows.row(i);
                 for (&k, &a) in idx.iter().zip(val) {
                     out[k] += rho * a * a;

@@ -863,6 +863,30 @@ fn group_terms(
     }
 }
 
+/// `min * S(reference) <= S(group) <= max * S(reference)` over `periods`, as one row per
+/// given limit (`share`: the reference is every channel; `ratio`: the `over` group).
+fn add_relative_rows(
+    feasible: &mut FeasibleSet,
+    layout: &Layout,
+    (group, reference): (&[usize], &[usize]),
+    periods: &[usize],
+    (min, max): (Option<f64>, Option<f64>),
+    label: &str,
+    origin: impl Fn(String) -> RowOrigin,
+) {
+    for (limit, lower, upper, sign) in [
+        (min, 0.0, f64::INFINITY, ">="),
+        (max, f64::NEG_INFINITY, 0.0, "<="),
+    ] {
+        if let Some(m) = limit {
+            let mut terms = Vec::new();
+            group_terms(layout, group, periods, 1.0, &mut terms);
+            group_terms(layout, reference, periods, -m, &mut terms);
+            feasible.add_row(&terms, lower, upper, origin(format!("{label} {sign} {m}")));
+        }
+    }
+}
+
 fn optional_limits(field: &str, con: &Constraint) -> Check<(Option<f64>, Option<f64>)> {
     let min = con
         .min
@@ -961,28 +985,15 @@ fn add_constraint(
                 names_of(layout, &group),
                 periods_note(&con.periods)
             );
-            if let Some(m) = min {
-                let mut terms = Vec::new();
-                group_terms(layout, &group, &periods, 1.0, &mut terms);
-                group_terms(layout, &all, &periods, -m, &mut terms);
-                feasible.add_row(
-                    &terms,
-                    0.0,
-                    f64::INFINITY,
-                    origin(format!("{label} >= {m}")),
-                );
-            }
-            if let Some(m) = max {
-                let mut terms = Vec::new();
-                group_terms(layout, &group, &periods, 1.0, &mut terms);
-                group_terms(layout, &all, &periods, -m, &mut terms);
-                feasible.add_row(
-                    &terms,
-                    f64::NEG_INFINITY,
-                    0.0,
-                    origin(format!("{label} <= {m}")),
-                );
-            }
+            add_relative_rows(
+                feasible,
+                layout,
+                (&group, &all),
+                &periods,
+                (min, max),
+                &label,
+                origin,
+            );
         }
         ConstraintKind::Ratio => {
             let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
@@ -1007,28 +1018,15 @@ fn add_constraint(
                 names_of(layout, &over),
                 periods_note(&con.periods)
             );
-            if let Some(m) = min {
-                let mut terms = Vec::new();
-                group_terms(layout, &group, &periods, 1.0, &mut terms);
-                group_terms(layout, &over, &periods, -m, &mut terms);
-                feasible.add_row(
-                    &terms,
-                    0.0,
-                    f64::INFINITY,
-                    origin(format!("{label} >= {m}")),
-                );
-            }
-            if let Some(m) = max {
-                let mut terms = Vec::new();
-                group_terms(layout, &group, &periods, 1.0, &mut terms);
-                group_terms(layout, &over, &periods, -m, &mut terms);
-                feasible.add_row(
-                    &terms,
-                    f64::NEG_INFINITY,
-                    0.0,
-                    origin(format!("{label} <= {m}")),
-                );
-            }
+            add_relative_rows(
+                feasible,
+                layout,
+                (&group, &over),
+                &periods,
+                (min, max),
+                &label,
+                origin,
+            );
         }
         ConstraintKind::Spend => {
             let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
