@@ -50,12 +50,27 @@ pub(crate) fn lower_bound(p: &Prob<'_>, u: &[f64], mult: &Multipliers) -> f64 {
     let n = p.n;
     let t = p.periods;
     let rho: Vec<f64> = mult.rho.iter().map(|r| r.max(0.0)).collect();
-    let sigma = p.objective.model - p.nonlinear.iter().zip(&rho).map(|(row, r)| r * row.lhs.model).sum::<f64>();
-    if !(sigma <= 0.0) {
+    let sigma = p.objective.model
+        - p.nonlinear
+            .iter()
+            .zip(&rho)
+            .map(|(row, r)| r * row.lhs.model)
+            .sum::<f64>();
+    if sigma.is_nan() || sigma > 0.0 {
         return f64::NEG_INFINITY;
     }
-    let s0 = p.objective.spend - p.nonlinear.iter().zip(&rho).map(|(row, r)| r * row.lhs.spend).sum::<f64>();
-    let mut constant: f64 = p.nonlinear.iter().zip(&rho).map(|(row, r)| r * row.rhs).sum();
+    let s0 = p.objective.spend
+        - p.nonlinear
+            .iter()
+            .zip(&rho)
+            .map(|(row, r)| r * row.lhs.spend)
+            .sum::<f64>();
+    let mut constant: f64 = p
+        .nonlinear
+        .iter()
+        .zip(&rho)
+        .map(|(row, r)| r * row.rhs)
+        .sum();
     // Sum of magnitudes of every term, for the rounding margin.
     let mut magnitude = constant.abs();
     let lower = p.lower;
@@ -116,7 +131,11 @@ pub(crate) fn lower_bound(p: &Prob<'_>, u: &[f64], mult: &Multipliers) -> f64 {
     magnitude += linear.abs();
     for i in 0..n {
         let ci = c[i] + nu;
-        let term = if ci >= 0.0 { ci * lower[i] } else { ci * upper[i] };
+        let term = if ci >= 0.0 {
+            ci * lower[i]
+        } else {
+            ci * upper[i]
+        };
         linear += term;
         magnitude += term.abs();
     }
@@ -129,14 +148,25 @@ pub(crate) fn lower_bound(p: &Prob<'_>, u: &[f64], mult: &Multipliers) -> f64 {
 /// Maximizer of the concave piecewise-linear `h(nu) = -nu B + sum_i min((c_i + nu) l_i,
 /// (c_i + nu) h_i)` (over `nu >= 0` for a budget cap). Its slope is `-B + sum` of `h_i`
 /// where `c_i + nu < 0` and `l_i` elsewhere, falling as `nu` passes each `-c_i`.
-fn best_nu(c: &[f64], lower: &[f64], upper: &[f64], budget: f64, exact: bool, fallback: f64) -> f64 {
+fn best_nu(
+    c: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+    budget: f64,
+    exact: bool,
+    fallback: f64,
+) -> f64 {
     let mut order: Vec<usize> = (0..c.len()).collect();
     order.sort_by(|&a, &b| (-c[a]).total_cmp(&(-c[b])));
     let mut slope = -budget + upper.iter().sum::<f64>();
     let mut nu = f64::NAN;
     if slope <= 0.0 {
         // Non-increasing everywhere: the budget never binds (or the box cannot reach it).
-        nu = if exact { order.first().map(|&i| -c[i]).unwrap_or(fallback) } else { 0.0 };
+        nu = if exact {
+            order.first().map(|&i| -c[i]).unwrap_or(fallback)
+        } else {
+            0.0
+        };
     } else {
         for &i in &order {
             slope -= upper[i] - lower[i];

@@ -25,7 +25,7 @@ pub struct ConvexConfig {
     /// own `--time-limit` applies too). Default: none; range `> 0`.
     pub time_limit: Option<f64>,
     /// Tangent cuts placed on each `logistic` term before the first round, spread over
-    /// the curve's rising part. Default `12`; range `2..=200`.
+    /// the curve's rising part. Default `6`; range `2..=200`.
     pub logistic_cuts: usize,
     /// Refine the conic solution by an active-set Newton method on the true curves
     /// (machine precision, exact multipliers for the certificate). Turning it off leaves
@@ -44,7 +44,7 @@ impl Default for ConvexConfig {
             gap_tolerance: 1e-7,
             max_iterations: 20,
             time_limit: None,
-            logistic_cuts: 12,
+            logistic_cuts: 6,
             polish: true,
             clarabel: Map::new(),
         }
@@ -59,11 +59,11 @@ impl ConvexConfig {
     pub(crate) fn clarabel_settings(&self) -> Result<DefaultSettings<f64>, ConfigError> {
         let base = DefaultSettings::<f64> {
             verbose: false,
-            // A little tighter than Clarabel's defaults: the polish starts closer to the
-            // optimum, and the active set read from the interior point is then clearer.
-            tol_gap_abs: 1e-9,
-            tol_gap_rel: 1e-9,
-            tol_feas: 1e-9,
+            // Looser than Clarabel's defaults (1e-8): the Newton polish takes the answer to
+            // machine precision, so the interior point only has to find the active set.
+            tol_gap_abs: 1e-7,
+            tol_gap_rel: 1e-7,
+            tol_feas: 1e-7,
             max_iter: 200,
             ..DefaultSettings::default()
         };
@@ -72,20 +72,42 @@ impl ConvexConfig {
         }
         let mut value = match serde_json::to_value(&base) {
             Ok(Value::Object(m)) => m,
-            _ => return Err(ConfigError::new(NAME, "clarabel", "Clarabel's settings do not serialize")),
+            _ => {
+                return Err(ConfigError::new(
+                    NAME,
+                    "clarabel",
+                    "Clarabel's settings do not serialize",
+                ))
+            }
         };
         let known: Vec<String> = value.keys().cloned().collect();
+        // JSON has no infinity (`time_limit` serializes as null): leave such fields to
+        // Clarabel's own defaults.
+        value.retain(|_, v| !v.is_null());
         for (k, v) in &self.clarabel {
-            if !value.contains_key(k) {
+            if !known.contains(k) {
                 let hint = atlas_core::suggest::nearest(k, known.iter().map(String::as_str))
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
-                return Err(ConfigError::new(NAME, format!("clarabel.{k}"), format!("unknown Clarabel setting{hint}; must be one of {}", known.join(", "))));
+                return Err(ConfigError::new(
+                    NAME,
+                    format!("clarabel.{k}"),
+                    format!(
+                        "unknown Clarabel setting{hint}; must be one of {}",
+                        known.join(", ")
+                    ),
+                ));
             }
             value.insert(k.clone(), v.clone());
         }
-        let settings: DefaultSettings<f64> = serde_json::from_value(Value::Object(value))
-            .map_err(|e| ConfigError::new(NAME, "clarabel", format!("must be Clarabel settings of the right types: {e}")))?;
+        let settings: DefaultSettings<f64> =
+            serde_json::from_value(Value::Object(value)).map_err(|e| {
+                ConfigError::new(
+                    NAME,
+                    "clarabel",
+                    format!("must be Clarabel settings of the right types: {e}"),
+                )
+            })?;
         for (field, v) in [
             ("tol_gap_abs", settings.tol_gap_abs),
             ("tol_gap_rel", settings.tol_gap_rel),
@@ -95,23 +117,42 @@ impl ConvexConfig {
             ("tol_ktratio", settings.tol_ktratio),
         ] {
             if !(v > 0.0 && v < 1.0) {
-                return Err(ConfigError::new(NAME, format!("clarabel.{field}"), format!("must be in (0, 1) (got {v})")));
+                return Err(ConfigError::new(
+                    NAME,
+                    format!("clarabel.{field}"),
+                    format!("must be in (0, 1) (got {v})"),
+                ));
             }
         }
         if settings.max_iter == 0 {
-            return Err(ConfigError::new(NAME, "clarabel.max_iter", "must be >= 1 (got 0)"));
+            return Err(ConfigError::new(
+                NAME,
+                "clarabel.max_iter",
+                "must be >= 1 (got 0)",
+            ));
         }
-        if !(settings.time_limit > 0.0) {
-            return Err(ConfigError::new(NAME, "clarabel.time_limit", format!("must be > 0 (got {})", settings.time_limit)));
+        if settings.time_limit.is_nan() || settings.time_limit <= 0.0 {
+            return Err(ConfigError::new(
+                NAME,
+                "clarabel.time_limit",
+                format!("must be > 0 (got {})", settings.time_limit),
+            ));
         }
         if !settings.direct_kkt_solver {
-            return Err(ConfigError::new(NAME, "clarabel.direct_kkt_solver", "must be true (Clarabel has no indirect solver)"));
+            return Err(ConfigError::new(
+                NAME,
+                "clarabel.direct_kkt_solver",
+                "must be true (Clarabel has no indirect solver)",
+            ));
         }
         if !["auto", "qdldl", "faer"].contains(&settings.direct_solve_method.as_str()) {
             return Err(ConfigError::new(
                 NAME,
                 "clarabel.direct_solve_method",
-                format!("must be \"auto\" or \"qdldl\" (got \"{}\")", settings.direct_solve_method),
+                format!(
+                    "must be \"auto\" or \"qdldl\" (got \"{}\")",
+                    settings.direct_solve_method
+                ),
             ));
         }
         Ok(settings)
@@ -144,18 +185,30 @@ impl SolverConfig for ConvexConfig {
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |field: &str, reason: String| Err(ConfigError::new(NAME, field, reason));
         if !(self.gap_tolerance >= 1e-14 && self.gap_tolerance < 1.0) {
-            return bad("gap_tolerance", format!("must be in [1e-14, 1) (got {})", self.gap_tolerance));
+            return bad(
+                "gap_tolerance",
+                format!("must be in [1e-14, 1) (got {})", self.gap_tolerance),
+            );
         }
         if !(1..=1000).contains(&self.max_iterations) {
-            return bad("max_iterations", format!("must be in 1..=1000 (got {})", self.max_iterations));
+            return bad(
+                "max_iterations",
+                format!("must be in 1..=1000 (got {})", self.max_iterations),
+            );
         }
         if let Some(t) = self.time_limit {
             if !(t > 0.0 && t.is_finite()) {
-                return bad("time_limit", format!("must be a finite number of seconds > 0 (got {t})"));
+                return bad(
+                    "time_limit",
+                    format!("must be a finite number of seconds > 0 (got {t})"),
+                );
             }
         }
         if !(2..=200).contains(&self.logistic_cuts) {
-            return bad("logistic_cuts", format!("must be in 2..=200 (got {})", self.logistic_cuts));
+            return bad(
+                "logistic_cuts",
+                format!("must be in 2..=200 (got {})", self.logistic_cuts),
+            );
         }
         self.clarabel_settings().map(|_| ())
     }
@@ -219,22 +272,88 @@ mod tests {
         let with = |k: &str, v: Value| {
             let mut m = Map::new();
             m.insert(k.to_string(), v);
-            ConvexConfig { clarabel: m, ..Default::default() }
+            ConvexConfig {
+                clarabel: m,
+                ..Default::default()
+            }
         };
         let cases: Vec<(&str, ConvexConfig)> = vec![
-            ("gap_tolerance", ConvexConfig { gap_tolerance: 0.0, ..Default::default() }),
-            ("gap_tolerance", ConvexConfig { gap_tolerance: 1.0, ..Default::default() }),
-            ("gap_tolerance", ConvexConfig { gap_tolerance: f64::NAN, ..Default::default() }),
-            ("max_iterations", ConvexConfig { max_iterations: 0, ..Default::default() }),
-            ("max_iterations", ConvexConfig { max_iterations: 1001, ..Default::default() }),
-            ("time_limit", ConvexConfig { time_limit: Some(0.0), ..Default::default() }),
-            ("time_limit", ConvexConfig { time_limit: Some(f64::INFINITY), ..Default::default() }),
-            ("logistic_cuts", ConvexConfig { logistic_cuts: 1, ..Default::default() }),
-            ("logistic_cuts", ConvexConfig { logistic_cuts: 201, ..Default::default() }),
-            ("clarabel.tol_gap_rel", with("tol_gap_rel", serde_json::json!(0.0))),
+            (
+                "gap_tolerance",
+                ConvexConfig {
+                    gap_tolerance: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "gap_tolerance",
+                ConvexConfig {
+                    gap_tolerance: 1.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "gap_tolerance",
+                ConvexConfig {
+                    gap_tolerance: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_iterations",
+                ConvexConfig {
+                    max_iterations: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_iterations",
+                ConvexConfig {
+                    max_iterations: 1001,
+                    ..Default::default()
+                },
+            ),
+            (
+                "time_limit",
+                ConvexConfig {
+                    time_limit: Some(0.0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "time_limit",
+                ConvexConfig {
+                    time_limit: Some(f64::INFINITY),
+                    ..Default::default()
+                },
+            ),
+            (
+                "logistic_cuts",
+                ConvexConfig {
+                    logistic_cuts: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "logistic_cuts",
+                ConvexConfig {
+                    logistic_cuts: 201,
+                    ..Default::default()
+                },
+            ),
+            (
+                "clarabel.tol_gap_rel",
+                with("tol_gap_rel", serde_json::json!(0.0)),
+            ),
             ("clarabel.max_iter", with("max_iter", serde_json::json!(0))),
-            ("clarabel.direct_solve_method", with("direct_solve_method", serde_json::json!("magic"))),
-            ("clarabel.direct_kkt_solver", with("direct_kkt_solver", serde_json::json!(false))),
+            (
+                "clarabel.direct_solve_method",
+                with("direct_solve_method", serde_json::json!("magic")),
+            ),
+            (
+                "clarabel.direct_kkt_solver",
+                with("direct_kkt_solver", serde_json::json!(false)),
+            ),
             ("clarabel", with("max_iter", serde_json::json!("many"))),
         ];
         for (field, c) in cases {
@@ -243,14 +362,17 @@ mod tests {
             assert!(e.reason.contains("must be"), "{e}");
             assert!(c.build().is_err());
         }
-        let e = with("tol_gap_rell", serde_json::json!(1e-9)).check().unwrap_err();
+        let e = with("tol_gap_rell", serde_json::json!(1e-9))
+            .check()
+            .unwrap_err();
         assert_eq!(e.field, "clarabel.tol_gap_rell");
         assert!(e.reason.contains("did you mean `tol_gap_rel`"), "{e}");
     }
 
     #[test]
     fn unknown_top_level_fields_are_rejected() {
-        let r: Result<ConvexConfig, _> = serde_json::from_value(serde_json::json!({ "gap_tolerence": 1e-6 }));
+        let r: Result<ConvexConfig, _> =
+            serde_json::from_value(serde_json::json!({ "gap_tolerence": 1e-6 }));
         assert!(r.is_err());
     }
 }

@@ -11,9 +11,9 @@
 //! | linear | `tau <= a` | nonnegative |
 //! | exponential | `exp(-a/k) <= 1 - tau`: `(-a/k, 1, 1 - tau)` | exponential |
 //! | log | `exp(tau) <= 1 + a/k`: `(tau, 1, 1 + a/k)` | exponential |
-//! | power | `tau <= a^alpha`: `(a, 1, tau)` | power(alpha) |
+//! | power | `tau <= a^alpha`: `(a/c, 1, tau/c^alpha)`, `c` the mean spend | power(alpha) |
 //! | hill, s = 1 | `(1 - tau)(1 + a/k) >= 1` | second-order, 3 |
-//! | hill, s < 1 | `y <= a^s` and `(1 - tau)(1 + y/k^s) >= 1` | power(s), second-order |
+//! | hill, s < 1 | `y <= (a/k)^s` and `(1 - tau)(1 + y) >= 1` | power(s), second-order |
 //! | logistic | tangent cuts `tau <= g(z_j) + g'(z_j)(a - z_j)` and `tau <= 1` | nonnegative |
 //!
 //! (`g = f / beta`.) Only `logistic` is approximated; the cuts lie above the curve, so the
@@ -36,14 +36,21 @@ struct Affine {
 
 impl Affine {
     fn constant(c: f64) -> Self {
-        Self { constant: c, terms: Vec::new() }
+        Self {
+            constant: c,
+            terms: Vec::new(),
+        }
     }
     fn var(col: usize, coef: f64) -> Self {
-        Self { constant: 0.0, terms: vec![(col, coef)] }
+        Self {
+            constant: 0.0,
+            terms: vec![(col, coef)],
+        }
     }
     fn plus(mut self, other: &Affine, scale: f64) -> Self {
         self.constant += scale * other.constant;
-        self.terms.extend(other.terms.iter().map(|&(c, v)| (c, scale * v)));
+        self.terms
+            .extend(other.terms.iter().map(|&(c, v)| (c, scale * v)));
         self
     }
 }
@@ -102,7 +109,6 @@ pub(crate) struct ConicSolution {
     pub(crate) row_active: Vec<Option<bool>>,
     pub(crate) budget_active: bool,
     pub(crate) nonlinear_active: Vec<bool>,
-    pub(crate) iterations: u32,
 }
 
 /// The tangent cut points of each logistic term, in adstocked spend.
@@ -126,10 +132,17 @@ pub(crate) fn initial_cuts(curve: &Curve, count: usize) -> Vec<f64> {
 }
 
 /// Builds and solves the conic relaxation.
-pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -> Result<ConicSolution, String> {
+pub(crate) fn solve(
+    p: &Prob<'_>,
+    cuts: &Cuts,
+    settings: DefaultSettings<f64>,
+) -> Result<ConicSolution, String> {
     let n = p.n;
     let t = p.periods;
-    let mut b = Builder { columns: n, ..Default::default() };
+    let mut b = Builder {
+        columns: n,
+        ..Default::default()
+    };
     let mut q = vec![p.objective.spend; n];
     // Objective and nonlinear-row coefficients of each term's tau (before d_t beta).
     let mut tau_cols: Vec<Option<(usize, f64)>> = vec![None; n];
@@ -164,21 +177,34 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
                     // a - tau >= 0
                     b.nonneg(a.clone().plus(&tv, -1.0), Origin::Other);
                 }
-                Curve::Power { alpha, .. } if alpha == 1.0 => {
+                Curve::Power { alpha: 1.0, .. } => {
                     // a - tau >= 0
                     b.nonneg(a.clone().plus(&tv, -1.0), Origin::Other);
                 }
                 Curve::Exponential { k, .. } => {
                     let x = Affine::default().plus(&a, -1.0 / k);
                     let z = Affine::constant(1.0).plus(&tv, -1.0);
-                    b.cone(SupportedConeT::ExponentialConeT(), vec![x, Affine::constant(1.0), z]);
+                    b.cone(
+                        SupportedConeT::ExponentialConeT(),
+                        vec![x, Affine::constant(1.0), z],
+                    );
                 }
                 Curve::Log { k, .. } => {
                     let z = Affine::constant(1.0).plus(&a, 1.0 / k);
-                    b.cone(SupportedConeT::ExponentialConeT(), vec![tv.clone(), Affine::constant(1.0), z]);
+                    b.cone(
+                        SupportedConeT::ExponentialConeT(),
+                        vec![tv.clone(), Affine::constant(1.0), z],
+                    );
                 }
                 Curve::Power { alpha, .. } => {
-                    b.cone(SupportedConeT::PowerConeT(alpha), vec![a.clone(), Affine::constant(1.0), tv.clone()]);
+                    // tau <= a^alpha as (a/c)^alpha >= tau / c^alpha with c the mean spend
+                    // per variable, so that both sides are of order one.
+                    let c0 = p.budget / n as f64;
+                    let x = Affine::default().plus(&a, 1.0 / c0);
+                    b.cone(
+                        SupportedConeT::PowerConeT(alpha),
+                        vec![x, Affine::constant(1.0), Affine::var(tau, c0.powf(-alpha))],
+                    );
                 }
                 Curve::Hill { k, s, .. } => {
                     // v = 1 + a / k  (s = 1), or 1 + y / k^s with y <= a^s.
@@ -187,13 +213,24 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
                     } else {
                         let y = b.column();
                         let yv = Affine::var(y, 1.0);
-                        b.cone(SupportedConeT::PowerConeT(s), vec![a.clone(), Affine::constant(1.0), yv.clone()]);
-                        Affine::constant(1.0).plus(&yv, 1.0 / k.powf(s))
+                        // y / k^s <= (a / k)^s, with y measured in units of k^s.
+                        b.cone(
+                            SupportedConeT::PowerConeT(s),
+                            vec![
+                                Affine::default().plus(&a, 1.0 / k),
+                                Affine::constant(1.0),
+                                yv.clone(),
+                            ],
+                        );
+                        Affine::constant(1.0).plus(&yv, 1.0)
                     };
                     let u = Affine::constant(1.0).plus(&tv, -1.0);
                     let s1 = u.clone().plus(&v, 1.0);
                     let s2 = u.plus(&v, -1.0);
-                    b.cone(SupportedConeT::SecondOrderConeT(3), vec![s1, s2, Affine::constant(2.0)]);
+                    b.cone(
+                        SupportedConeT::SecondOrderConeT(3),
+                        vec![s1, s2, Affine::constant(2.0)],
+                    );
                 }
                 Curve::Logistic { lam, .. } => {
                     // tau <= 1, and tangents of g(a) = tanh(lam a / 2).
@@ -202,7 +239,9 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
                         let th = (0.5 * lam * z).tanh();
                         let slope = 0.5 * lam * (1.0 - th * th);
                         // th + slope (a - z) - tau >= 0
-                        let e = Affine::constant(th - slope * z).plus(&a, slope).plus(&tv, -1.0);
+                        let e = Affine::constant(th - slope * z)
+                            .plus(&a, slope)
+                            .plus(&tv, -1.0);
                         b.nonneg(e, Origin::Other);
                     }
                 }
@@ -216,13 +255,22 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
     }
     // Bounds.
     for i in 0..n {
-        b.nonneg(Affine::var(i, 1.0).plus(&Affine::constant(-p.lower[i]), 1.0), Origin::Bound(i, false));
+        b.nonneg(
+            Affine::var(i, 1.0).plus(&Affine::constant(-p.lower[i]), 1.0),
+            Origin::Bound(i, false),
+        );
         if p.upper[i].is_finite() {
-            b.nonneg(Affine::constant(p.upper[i]).plus(&Affine::var(i, 1.0), -1.0), Origin::Bound(i, true));
+            b.nonneg(
+                Affine::constant(p.upper[i]).plus(&Affine::var(i, 1.0), -1.0),
+                Origin::Bound(i, true),
+            );
         }
     }
     // Budget.
-    let total = Affine { constant: -p.budget, terms: (0..n).map(|i| (i, 1.0)).collect() };
+    let total = Affine {
+        constant: -p.budget,
+        terms: (0..n).map(|i| (i, 1.0)).collect(),
+    };
     if p.exact {
         b.zero(total, Origin::Budget);
     } else {
@@ -231,7 +279,10 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
     // Linear rows.
     for r in 0..p.rows.len() {
         let (idx, val) = p.rows.row(r);
-        let expr = Affine { constant: 0.0, terms: idx.iter().copied().zip(val.iter().copied()).collect() };
+        let expr = Affine {
+            constant: 0.0,
+            terms: idx.iter().copied().zip(val.iter().copied()).collect(),
+        };
         let (lo, hi) = (p.rows.lower()[r], p.rows.upper()[r]);
         if lo == hi {
             b.zero(expr.plus(&Affine::constant(-hi), 1.0), Origin::RowEq(r));
@@ -241,7 +292,10 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
             b.nonneg(Affine::constant(hi).plus(&expr, -1.0), Origin::Row(r, true));
         }
         if lo.is_finite() {
-            b.nonneg(expr.plus(&Affine::constant(-lo), 1.0), Origin::Row(r, false));
+            b.nonneg(
+                expr.plus(&Affine::constant(-lo), 1.0),
+                Origin::Row(r, false),
+            );
         }
     }
     // Nonlinear rows: p_k sum d beta tau + q_k sum(u) - r_k >= 0.
@@ -298,7 +352,8 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
     let cols = b.columns;
     let a_mat = CscMatrix::new_from_triplets(m, cols, rows_i, cols_j, vals);
     let p_mat = CscMatrix::<f64>::zeros((cols, cols));
-    let mut solver = DefaultSolver::new(&p_mat, &q, &a_mat, &rhs, &cones, settings).map_err(|e| format!("Clarabel refused the problem: {e}"))?;
+    let mut solver = DefaultSolver::new(&p_mat, &q, &a_mat, &rhs, &cones, settings)
+        .map_err(|e| format!("Clarabel refused the problem: {e}"))?;
     solver.solve();
     let sol = &solver.solution;
 
@@ -353,6 +408,5 @@ pub(crate) fn solve(p: &Prob<'_>, cuts: &Cuts, settings: DefaultSettings<f64>) -
         row_active,
         budget_active,
         nonlinear_active,
-        iterations: sol.iterations,
     })
 }

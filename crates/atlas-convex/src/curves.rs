@@ -21,7 +21,7 @@ pub(crate) fn inverse_marginal(curve: &Curve, kappa: f64, m: f64, lo: f64, hi: f
         Curve::Linear { beta } => {
             return if beta > q { hi } else { lo };
         }
-        Curve::Hill { beta, k, s } if s == 1.0 => (beta * k / q).sqrt() - k,
+        Curve::Hill { beta, k, s: 1.0 } => (beta * k / q).sqrt() - k,
         Curve::Exponential { beta, k } => k * (beta / (k * q)).ln(),
         Curve::Logistic { beta, lam } => {
             let c = (0.5 * beta * lam / q).sqrt();
@@ -115,12 +115,26 @@ mod tests {
     fn curves() -> Vec<Curve> {
         vec![
             Curve::Linear { beta: 1.5 },
-            Curve::Hill { beta: 3.0, k: 0.7, s: 1.0 },
-            Curve::Hill { beta: 3.0, k: 0.7, s: 0.6 },
+            Curve::Hill {
+                beta: 3.0,
+                k: 0.7,
+                s: 1.0,
+            },
+            Curve::Hill {
+                beta: 3.0,
+                k: 0.7,
+                s: 0.6,
+            },
             Curve::Exponential { beta: 2.0, k: 0.5 },
-            Curve::Logistic { beta: 2.0, lam: 1.7 },
+            Curve::Logistic {
+                beta: 2.0,
+                lam: 1.7,
+            },
             Curve::Log { beta: 1.2, k: 0.3 },
-            Curve::Power { beta: 2.0, alpha: 0.45 },
+            Curve::Power {
+                beta: 2.0,
+                alpha: 0.45,
+            },
         ]
     }
 
@@ -128,7 +142,12 @@ mod tests {
     #[test]
     fn inverse_marginal_and_conjugate_match_a_grid() {
         for c in curves() {
-            for (kappa, m, lo, hi) in [(1.0, 0.8, 0.0, 5.0), (0.5, 0.05, 0.1, 3.0), (2.0, 7.0, 0.0, 1.0), (1.0, 0.0, 0.0, 2.0)] {
+            for (kappa, m, lo, hi) in [
+                (1.0, 0.8, 0.0, 5.0),
+                (0.5, 0.05, 0.1, 3.0),
+                (2.0, 7.0, 0.0, 1.0),
+                (1.0, 0.0, 0.0, 2.0),
+            ] {
                 let g = |a: f64| kappa * c.value(a) - m * a;
                 let mut best = f64::NEG_INFINITY;
                 let steps = 200_000;
@@ -137,9 +156,20 @@ mod tests {
                     best = best.max(g(a));
                 }
                 let (bound, a) = conjugate_bound(&c, kappa, m, lo, hi);
-                assert!(bound >= best - 1e-12, "{c:?} {kappa} {m}: bound {bound} < grid {best}");
-                assert!(bound - g(a) <= 1e-9 * (1.0 + bound.abs()), "{c:?}: bound {bound} vs value {}", g(a));
-                assert!(g(a) >= best - 1e-7 * (1.0 + best.abs()), "{c:?} {kappa} {m}: argmax {a} gives {} < {best}", g(a));
+                assert!(
+                    bound >= best - 1e-12,
+                    "{c:?} {kappa} {m}: bound {bound} < grid {best}"
+                );
+                assert!(
+                    bound - g(a) <= 1e-9 * (1.0 + bound.abs()),
+                    "{c:?}: bound {bound} vs value {}",
+                    g(a)
+                );
+                assert!(
+                    g(a) >= best - 1e-7 * (1.0 + best.abs()),
+                    "{c:?} {kappa} {m}: argmax {a} gives {} < {best}",
+                    g(a)
+                );
             }
         }
     }

@@ -38,9 +38,6 @@ pub(crate) struct WorkingSet {
 pub(crate) struct Polished {
     pub(crate) u: Vec<f64>,
     pub(crate) multipliers: Multipliers,
-    /// A KKT point was reached (stationary on a working set with correct signs).
-    pub(crate) converged: bool,
-    pub(crate) iterations: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,7 +63,7 @@ fn cholesky(a: &mut [f64], m: usize) -> Option<()> {
         for k in 0..j {
             s -= a[j * m + k] * a[j * m + k];
         }
-        if !(s > 0.0) {
+        if s.is_nan() || s <= 0.0 {
             return None;
         }
         let d = s.sqrt();
@@ -120,8 +117,6 @@ struct Blocks {
     /// Free variable indices of each channel.
     free: Vec<Vec<usize>>,
     factor: Vec<Vec<f64>>,
-    /// Position of each variable within its channel's free list.
-    pos: Vec<Option<usize>>,
 }
 
 impl Blocks {
@@ -150,12 +145,10 @@ fn build_blocks(p: &Prob<'_>, ws: &WorkingSet, sigma: f64, curv: &[f64]) -> Bloc
     let t = p.periods;
     let nch = p.channels();
     let mut free = vec![Vec::new(); nch];
-    let mut pos = vec![None; p.n];
     for c in 0..nch {
         for q in 0..t {
             let i = c * t + q;
             if ws.var[i].is_none() {
-                pos[i] = Some(free[c].len());
                 free[c].push(i);
             }
         }
@@ -197,11 +190,18 @@ fn build_blocks(p: &Prob<'_>, ws: &WorkingSet, sigma: f64, curv: &[f64]) -> Bloc
         .enumerate()
         .map(|(c, b)| factor_shifted(b, free[c].len(), shift))
         .collect();
-    Blocks { free, factor, pos }
+    Blocks { free, factor }
 }
 
 /// Runs the polish from `u0` with the working set `ws` and nonlinear multipliers `rho0`.
-pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64], max_iterations: usize, stop: &dyn Fn() -> bool) -> Polished {
+pub(crate) fn polish(
+    p: &Prob<'_>,
+    u0: &[f64],
+    mut ws: WorkingSet,
+    rho0: &[f64],
+    max_iterations: usize,
+    stop: &dyn Fn() -> bool,
+) -> Polished {
     let n = p.n;
     let t = p.periods;
     let mut u = u0.to_vec();
@@ -252,15 +252,23 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
     let mut curv = vec![0.0; n];
     let mut mult = Multipliers::zero(p);
     let mut iterations = 0;
-    let mut converged = false;
     let mut hv = vec![0.0; n];
     while iterations < max_iterations && !stop() {
         iterations += 1;
         p.adstock_into(&u, &mut a);
         let r_value = p.model_derivatives(&a, &mut grad_r, &mut curv);
         let spend: f64 = u.iter().sum();
-        let g: Vec<f64> = grad_r.iter().map(|gr| p.objective.model * gr + p.objective.spend).collect();
-        let sigma = p.objective.model - p.nonlinear.iter().zip(&rho).zip(&ws.nonlinear).map(|((row, r), on)| if *on { r * row.lhs.model } else { 0.0 }).sum::<f64>();
+        let g: Vec<f64> = grad_r
+            .iter()
+            .map(|gr| p.objective.model * gr + p.objective.spend)
+            .collect();
+        let sigma = p.objective.model
+            - p.nonlinear
+                .iter()
+                .zip(&rho)
+                .zip(&ws.nonlinear)
+                .map(|((row, r), on)| if *on { r * row.lhs.model } else { 0.0 })
+                .sum::<f64>();
         let blocks = build_blocks(p, &ws, sigma.min(0.0), &curv);
 
         // Active constraints with their normals and residuals.
@@ -276,7 +284,11 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
         for r in 0..p.rows.len() {
             if let Some(upper) = ws.row[r] {
                 let (idx, val) = p.rows.row(r);
-                let target = if upper { p.rows.upper()[r] } else { p.rows.lower()[r] };
+                let target = if upper {
+                    p.rows.upper()[r]
+                } else {
+                    p.rows.lower()[r]
+                };
                 active.push(Active {
                     kind: Kind::Row(r, upper),
                     idx: idx.to_vec(),
@@ -290,17 +302,27 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
                 active.push(Active {
                     kind: Kind::Nonlinear(k),
                     idx: (0..n).collect(),
-                    val: grad_r.iter().map(|gr| row.lhs.model * gr + row.lhs.spend).collect(),
+                    val: grad_r
+                        .iter()
+                        .map(|gr| row.lhs.model * gr + row.lhs.spend)
+                        .collect(),
                     residual: row.rhs - row.lhs.value(r_value, spend),
                 });
             }
         }
         // Only rows that reach a free variable can be adjusted; the others are inert.
-        active.retain(|c| c.idx.iter().zip(&c.val).any(|(&i, &v)| v != 0.0 && ws.var[i].is_none()));
+        active.retain(|c| {
+            c.idx
+                .iter()
+                .zip(&c.val)
+                .any(|(&i, &v)| v != 0.0 && ws.var[i].is_none())
+        });
         let na = active.len();
 
         // Schur complement.
-        let gf: Vec<f64> = (0..n).map(|i| if ws.var[i].is_none() { g[i] } else { 0.0 }).collect();
+        let gf: Vec<f64> = (0..n)
+            .map(|i| if ws.var[i].is_none() { g[i] } else { 0.0 })
+            .collect();
         let mut v0 = vec![0.0; n];
         blocks.solve(&gf, &mut v0, t);
         let mut vs: Vec<Vec<f64>> = Vec::with_capacity(na);
@@ -315,7 +337,13 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
             blocks.solve(&dense, &mut out, t);
             vs.push(out);
         }
-        let dot_free = |c: &Active, v: &[f64]| -> f64 { c.idx.iter().zip(&c.val).map(|(&i, &x)| if ws.var[i].is_none() { x * v[i] } else { 0.0 }).sum() };
+        let dot_free = |c: &Active, v: &[f64]| -> f64 {
+            c.idx
+                .iter()
+                .zip(&c.val)
+                .map(|(&i, &x)| if ws.var[i].is_none() { x * v[i] } else { 0.0 })
+                .sum()
+        };
         let mut s = vec![0.0; na * na];
         let mut rhs = vec![0.0; na];
         let mut max_s = 0.0f64;
@@ -378,7 +406,11 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
             if ws.var[i].is_some() || du[i] == 0.0 {
                 continue;
             }
-            let limit = if du[i] < 0.0 { (p.lower[i] - u[i]) / du[i] } else { (p.upper[i] - u[i]) / du[i] };
+            let limit = if du[i] < 0.0 {
+                (p.lower[i] - u[i]) / du[i]
+            } else {
+                (p.upper[i] - u[i]) / du[i]
+            };
             if limit < alpha {
                 alpha = limit.max(0.0);
                 blocking = Some((i, false, du[i] > 0.0));
@@ -393,7 +425,11 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
                 continue;
             }
             let v = p.rows.dot(r, &u);
-            let limit = if dv > 0.0 { (p.rows.upper()[r] - v) / dv } else { (p.rows.lower()[r] - v) / dv };
+            let limit = if dv > 0.0 {
+                (p.rows.upper()[r] - v) / dv
+            } else {
+                (p.rows.lower()[r] - v) / dv
+            };
             if limit < alpha {
                 alpha = limit.max(0.0);
                 blocking = Some((r, true, dv > 0.0));
@@ -420,7 +456,7 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
             for i in 0..n {
                 trial[i] = u[i] + alpha * du[i];
             }
-            if nonlinear_on || !(slope < 0.0) || alpha < 1e-12 {
+            if nonlinear_on || slope.is_nan() || slope >= 0.0 || alpha < 1e-12 {
                 break;
             }
             let phi1 = p.phi(&trial);
@@ -448,14 +484,19 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
             let rv = p.model_value_at(&hv);
             let sp: f64 = u.iter().sum();
             for (k, row) in p.nonlinear.iter().enumerate() {
-                if !ws.nonlinear[k] && row.lhs.value(rv, sp) < row.rhs - 1e-13 * row.rhs.abs().max(1.0) {
+                if !ws.nonlinear[k]
+                    && row.lhs.value(rv, sp) < row.rhs - 1e-13 * row.rhs.abs().max(1.0)
+                {
                     ws.nonlinear[k] = true;
                     rho[k] = rho[k].max(0.0);
                 }
             }
         }
         let residual = active.iter().fold(0.0f64, |m, c| m.max(c.residual.abs()));
-        if blocking.is_some() || step > 1e-13 * (1.0 + p.budget) || residual > 1e-13 * (1.0 + p.budget) {
+        if blocking.is_some()
+            || step > 1e-13 * (1.0 + p.budget)
+            || residual > 1e-13 * (1.0 + p.budget)
+        {
             continue;
         }
         // Stationary on the working set: release constraints whose multipliers have the
@@ -482,7 +523,10 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
                     ws.budget = false;
                     released = true;
                 }
-                Kind::Row(r, upper) if p.rows.lower()[r] != p.rows.upper()[r] && ((upper && l < -tol) || (!upper && l > tol)) => {
+                Kind::Row(r, upper)
+                    if p.rows.lower()[r] != p.rows.upper()[r]
+                        && ((upper && l < -tol) || (!upper && l > tol)) =>
+                {
                     ws.row[r] = None;
                     released = true;
                 }
@@ -495,9 +539,12 @@ pub(crate) fn polish(p: &Prob<'_>, u0: &[f64], mut ws: WorkingSet, rho0: &[f64],
             }
         }
         if !released {
-            converged = true;
+            // A KKT point: stationary on the working set, every multiplier signed right.
             break;
         }
     }
-    Polished { u, multipliers: mult, converged, iterations }
+    Polished {
+        u,
+        multipliers: mult,
+    }
 }

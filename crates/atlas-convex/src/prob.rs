@@ -68,7 +68,10 @@ impl<'a> Prob<'a> {
 
     /// Whether no channel carries spend over.
     pub(crate) fn separable(&self) -> bool {
-        self.mmm.channels().iter().all(|c| c.adstock.weights().len() == 1)
+        self.mmm
+            .channels()
+            .iter()
+            .all(|c| c.adstock.weights().len() == 1)
     }
 
     /// Adstocked spend `a = W u` (flat, like `u`).
@@ -90,7 +93,9 @@ impl<'a> Prob<'a> {
     pub(crate) fn adstock_transpose(&self, g: &mut [f64]) {
         let t = self.periods;
         for c in 0..self.channels() {
-            self.mmm.channels()[c].adstock.apply_transpose_in_place(&mut g[c * t..(c + 1) * t]);
+            self.mmm.channels()[c]
+                .adstock
+                .apply_transpose_in_place(&mut g[c * t..(c + 1) * t]);
         }
     }
 
@@ -130,7 +135,11 @@ impl<'a> Prob<'a> {
 
     /// `phi(u)`.
     pub(crate) fn phi(&self, u: &[f64]) -> f64 {
-        let r = if self.objective.model != 0.0 { self.model_value_at(&self.adstock(u)) } else { 0.0 };
+        let r = if self.objective.model != 0.0 {
+            self.model_value_at(&self.adstock(u))
+        } else {
+            0.0
+        };
         self.objective.value(r, u.iter().sum())
     }
 
@@ -141,20 +150,14 @@ impl<'a> Prob<'a> {
             worst = worst.max(self.lower[i] - u[i]).max(u[i] - self.upper[i]);
         }
         let total: f64 = u.iter().sum();
-        worst = worst.max(if self.exact { (total - self.budget).abs() } else { total - self.budget });
+        worst = worst.max(if self.exact {
+            (total - self.budget).abs()
+        } else {
+            total - self.budget
+        });
         for r in 0..self.rows.len() {
             worst = worst.max(self.rows.residual(r, self.rows.dot(r, u)));
         }
         worst
-    }
-
-    /// Largest shortfall of the nonlinear rows at `u` (scaled units).
-    pub(crate) fn nonlinear_violation(&self, u: &[f64]) -> f64 {
-        if self.nonlinear.is_empty() {
-            return 0.0;
-        }
-        let r = self.model_value_at(&self.adstock(u));
-        let s: f64 = u.iter().sum();
-        self.nonlinear.iter().map(|row| (row.rhs - row.lhs.value(r, s)).max(0.0)).fold(0.0, f64::max)
     }
 }

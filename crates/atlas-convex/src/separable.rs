@@ -34,7 +34,13 @@ impl Terms {
         let m = p.objective.spend + nu;
         let mut total = 0.0;
         for i in 0..p.n {
-            out[i] = inverse_marginal(p.curve(i / t), self.kappa[i], m, p.lower[i], p.upper_finite[i]);
+            out[i] = inverse_marginal(
+                p.curve(i / t),
+                self.kappa[i],
+                m,
+                p.lower[i],
+                p.upper_finite[i],
+            );
             total += out[i];
         }
         total
@@ -118,11 +124,23 @@ pub(crate) fn solve(p: &Prob<'_>) -> (Vec<f64>, f64, usize) {
         }
         // Newton on total(nu) = b, kept inside the bracket (else bisection).
         let slope = terms.slope(p, &u);
-        let newton = if slope < 0.0 { nu - (s - b) / slope } else { f64::NAN };
-        nu = if newton > lo && newton < hi { newton } else { lo + 0.5 * (hi - lo) };
+        let newton = if slope < 0.0 {
+            nu - (s - b) / slope
+        } else {
+            f64::NAN
+        };
+        nu = if newton > lo && newton < hi {
+            newton
+        } else {
+            lo + 0.5 * (hi - lo)
+        };
     }
     // Blend the bracket's ends so the total is exactly the budget.
-    let theta = if s_lo > s_hi { ((b - s_hi) / (s_lo - s_hi)).clamp(0.0, 1.0) } else { 0.0 };
+    let theta = if s_lo > s_hi {
+        ((b - s_hi) / (s_lo - s_hi)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     for i in 0..n {
         u[i] = u_hi[i] + theta * (u_lo[i] - u_hi[i]);
     }

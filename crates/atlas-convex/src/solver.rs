@@ -102,14 +102,20 @@ impl Run<'_, '_> {
     }
 
     fn bound(&self) -> Option<f64> {
-        self.bound_phi.is_finite().then(|| self.ctx.problem().objective_from_phi(self.bound_phi))
+        self.bound_phi
+            .is_finite()
+            .then(|| self.ctx.problem().objective_from_phi(self.bound_phi))
     }
 
     /// Relative gap of the best candidate against the best bound (infinite without both).
     fn gap(&self) -> f64 {
         match (&self.best, self.bound()) {
             (Some(c), Some(b)) => {
-                let diff = if self.ctx.problem().maximize() { b - c.objective } else { c.objective - b };
+                let diff = if self.ctx.problem().maximize() {
+                    b - c.objective
+                } else {
+                    c.objective - b
+                };
                 diff.max(0.0) / c.objective.abs().max(1e-300)
             }
             _ => f64::INFINITY,
@@ -123,7 +129,11 @@ impl Run<'_, '_> {
     /// Makes `u` feasible for the linear rows (exact projection, when rounding left a
     /// trace), then records it if it satisfies every rule and beats the best; tightens the
     /// bound with `multipliers` taken at `u`. Reports the iteration.
-    fn offer(&mut self, mut u: Vec<f64>, multipliers: &[(&[f64], &Multipliers)]) -> ControlFlow<Status> {
+    fn offer(
+        &mut self,
+        mut u: Vec<f64>,
+        multipliers: &[(&[f64], &Multipliers)],
+    ) -> ControlFlow<Status> {
         for (at, m) in multipliers {
             let lb = lower_bound(&self.p, at, m);
             if lb > self.bound_phi {
@@ -136,7 +146,12 @@ impl Run<'_, '_> {
         let tol = 1e-12 * (1.0 + self.p.budget);
         if self.p.linear_violation(&u) > tol {
             let mut out = vec![0.0; u.len()];
-            if self.ctx.evaluator().project(&u, &mut out, &mut ProjectionWorkspace::default()).is_ok() {
+            if self
+                .ctx
+                .evaluator()
+                .project(&u, &mut out, &mut ProjectionWorkspace::default())
+                .is_ok()
+            {
                 u = out;
             }
         }
@@ -145,7 +160,16 @@ impl Run<'_, '_> {
         let spend: f64 = u.iter().sum();
         let phi = self.p.objective.value(r, spend);
         let rows = self.ctx.problem().nonlinear_violation(r, spend);
-        let feasible = self.p.linear_violation(&u) <= 1e-9 * (1.0 + self.p.budget) && rows <= 1e-12 * (1.0 + self.p.nonlinear.iter().map(|r| r.rhs.abs()).fold(0.0, f64::max));
+        let feasible = self.p.linear_violation(&u) <= 1e-9 * (1.0 + self.p.budget)
+            && rows
+                <= 1e-12
+                    * (1.0
+                        + self
+                            .p
+                            .nonlinear
+                            .iter()
+                            .map(|r| r.rhs.abs())
+                            .fold(0.0, f64::max));
         let flow = self.ctx.iteration(phi, &u, feasible);
         if feasible && self.best.as_ref().is_none_or(|b| phi < b.phi) {
             let objective = self.true_objective(&u);
@@ -170,12 +194,23 @@ impl Solver for Convex {
         // The core refuses these before solving (capabilities); kept as a guard for
         // callers that build the solver by hand.
         let p = Prob::new(scaled).ok_or_else(|| refuse("a custom model (no curve structure)"))?;
-        let nonconcave: Vec<String> = p.mmm.nonconcave_channels().iter().map(|&c| p.mmm.layout().channels()[c].clone()).collect();
+        let nonconcave: Vec<String> = p
+            .mmm
+            .nonconcave_channels()
+            .iter()
+            .map(|&c| p.mmm.layout().channels()[c].clone())
+            .collect();
         if !nonconcave.is_empty() {
-            return Err(refuse(&format!("non-concave S-curves (`hill` with s > 1 on channels {})", nonconcave.join(", "))));
+            return Err(refuse(&format!(
+                "non-concave S-curves (`hill` with s > 1 on channels {})",
+                nonconcave.join(", ")
+            )));
         }
         let started = Instant::now();
-        let deadline = self.config.time_limit.map(|s| started + Duration::from_secs_f64(s));
+        let deadline = self
+            .config
+            .time_limit
+            .map(|s| started + Duration::from_secs_f64(s));
         let mut run = Run {
             ctx,
             p,
@@ -194,7 +229,9 @@ impl Solver for Convex {
 
         // Tangent cut points of logistic terms (empty for other curves).
         let t = run.p.periods;
-        let mut cuts: Cuts = (0..run.p.n).map(|i| conic::initial_cuts(run.p.curve(i / t), self.config.logistic_cuts)).collect();
+        let mut cuts: Cuts = (0..run.p.n)
+            .map(|i| conic::initial_cuts(run.p.curve(i / t), self.config.logistic_cuts))
+            .collect();
         let has_logistic = cuts.iter().any(|c| !c.is_empty());
         let mut limit: Option<Status> = None;
         let mut stopped: Option<Status> = None;
@@ -207,7 +244,13 @@ impl Solver for Convex {
                 break;
             }
             let mut settings = self.settings.clone();
-            let left = [ctx.time_left(), deadline.map(|d| d.saturating_duration_since(Instant::now()))].into_iter().flatten().min();
+            let left = [
+                ctx.time_left(),
+                deadline.map(|d| d.saturating_duration_since(Instant::now())),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             if let Some(left) = left {
                 if left.is_zero() {
                     stopped = Some(Status::TimeLimit);
@@ -215,10 +258,13 @@ impl Solver for Convex {
                 }
                 settings.time_limit = settings.time_limit.min(left.as_secs_f64());
             }
-            let sol = ctx.evaluator().constraint_work(|| conic::solve(&run.p, &cuts, settings)).map_err(|reason| Error::Solver {
-                optimizer: "convex".to_string(),
-                reason,
-            })?;
+            let sol = ctx
+                .evaluator()
+                .constraint_work(|| conic::solve(&run.p, &cuts, settings))
+                .map_err(|reason| Error::Solver {
+                    optimizer: "convex".to_string(),
+                    reason,
+                })?;
             match outcome(sol.status) {
                 Outcome::Infeasible => {
                     return Ok(Solution::new(scaled.start().to_vec(), Status::Infeasible));
@@ -232,7 +278,8 @@ impl Solver for Convex {
                 }
             }
             // Polish from the interior point's answer and active set.
-            let mut offers: Vec<(Vec<f64>, Multipliers)> = vec![(sol.u.clone(), sol.multipliers.clone())];
+            let mut offers: Vec<(Vec<f64>, Multipliers)> =
+                vec![(sol.u.clone(), sol.multipliers.clone())];
             if self.config.polish && sol.u.iter().all(|v| v.is_finite()) {
                 let ws = WorkingSet {
                     var: sol.at_bound.clone(),
@@ -240,9 +287,12 @@ impl Solver for Convex {
                     budget: sol.budget_active,
                     nonlinear: sol.nonlinear_active.clone(),
                 };
-                let stop = || ctx.should_stop().is_some() || deadline.is_some_and(|d| Instant::now() >= d);
+                let stop =
+                    || ctx.should_stop().is_some() || deadline.is_some_and(|d| Instant::now() >= d);
                 let max_steps = 200 + 4 * run.p.n;
-                let pol = ctx.evaluator().constraint_work(|| polish(&run.p, &sol.u, ws, &sol.multipliers.rho, max_steps, &stop));
+                let pol = ctx.evaluator().constraint_work(|| {
+                    polish(&run.p, &sol.u, ws, &sol.multipliers.rho, max_steps, &stop)
+                });
                 offers.push((pol.u, pol.multipliers));
             }
             let mut flow = ControlFlow::Continue(());
@@ -283,7 +333,9 @@ impl Solver for Convex {
                 // certificate proved the polished point anyway.
                 return Err(Error::Solver {
                     optimizer: "convex".to_string(),
-                    reason: format!("{reason}, and no allocation could be proven optimal (try `lbfgs`)"),
+                    reason: format!(
+                        "{reason}, and no allocation could be proven optimal (try `lbfgs`)"
+                    ),
                 });
             }
         }
@@ -311,5 +363,44 @@ impl Convex {
             None => ctx.problem().start().to_vec(),
         };
         Solution { x, status, bound }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn describe(status: SolverStatus) -> String {
+        match outcome(status) {
+            Outcome::Usable { limit: None } => "usable".to_string(),
+            Outcome::Usable { limit: Some(s) } => format!("usable, else {s}"),
+            Outcome::Infeasible => "infeasible".to_string(),
+            Outcome::Failed(_) => "failed".to_string(),
+        }
+    }
+
+    /// Every Clarabel status has its meaning; none of them is "optimal" by itself.
+    #[test]
+    fn every_clarabel_status_is_mapped() {
+        let cases = [
+            (SolverStatus::Solved, "usable"),
+            (SolverStatus::AlmostSolved, "usable"),
+            (SolverStatus::MaxIterations, "usable, else max_iterations"),
+            (SolverStatus::MaxTime, "usable, else time_limit"),
+            (
+                SolverStatus::CallbackTerminated,
+                "usable, else stopped_early",
+            ),
+            (SolverStatus::PrimalInfeasible, "infeasible"),
+            (SolverStatus::AlmostPrimalInfeasible, "infeasible"),
+            (SolverStatus::DualInfeasible, "failed"),
+            (SolverStatus::AlmostDualInfeasible, "failed"),
+            (SolverStatus::NumericalError, "failed"),
+            (SolverStatus::InsufficientProgress, "failed"),
+            (SolverStatus::Unsolved, "failed"),
+        ];
+        for (status, expect) in cases {
+            assert_eq!(describe(status), expect, "{status:?}");
+        }
     }
 }

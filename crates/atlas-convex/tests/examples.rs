@@ -30,17 +30,35 @@ fn check(file: &str) {
         r.metrics.iterations
     );
     assert_eq!(r.status, Status::Optimal, "{file}");
-    assert!(c.is_feasible(&r.allocation.values().flatten().copied().collect::<Vec<_>>()) || r.max_violation <= c.feasibility_tolerance(), "{file}: violation {}", r.max_violation);
-    assert!((r.objective - best).abs() <= 1e-7 * best.abs(), "{file}: objective {} vs best known {best}", r.objective);
+    assert!(
+        c.is_feasible(&r.allocation.values().flatten().copied().collect::<Vec<_>>())
+            || r.max_violation <= c.feasibility_tolerance(),
+        "{file}: violation {}",
+        r.max_violation
+    );
+    assert!(
+        (r.objective - best).abs() <= 1e-7 * best.abs(),
+        "{file}: objective {} vs best known {best}",
+        r.objective
+    );
     if maximize {
-        assert!(bound >= best, "{file}: bound {bound} below the best known {best}");
+        assert!(
+            bound >= best,
+            "{file}: bound {bound} below the best known {best}"
+        );
         assert!(bound >= r.objective);
         let _ = certified;
     } else {
-        assert!(bound <= best, "{file}: bound {bound} above the best known {best}");
+        assert!(
+            bound <= best,
+            "{file}: bound {bound} above the best known {best}"
+        );
         assert!(bound <= r.objective);
     }
-    assert!((bound - r.objective).abs() <= 1e-7 * r.objective.abs(), "{file}: gap too large");
+    assert!(
+        (bound - r.objective).abs() <= 1e-7 * r.objective.abs(),
+        "{file}: gap too large"
+    );
 }
 
 #[test]
