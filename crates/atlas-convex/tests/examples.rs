@@ -17,7 +17,6 @@ fn check(file: &str) {
     let r = reg.optimize(&c, cfg.as_ref(), Default::default()).unwrap();
     let truth = &optima()[file];
     let best = truth["best_known"].as_f64().unwrap();
-    let certified = truth["bound"].as_f64().unwrap();
     let maximize = truth["sense"] == "maximize";
     let bound = r.bound.expect("convex proves a bound");
     eprintln!(
@@ -31,8 +30,7 @@ fn check(file: &str) {
     );
     assert_eq!(r.status, Status::Optimal, "{file}");
     assert!(
-        c.is_feasible(&r.allocation.values().flatten().copied().collect::<Vec<_>>())
-            || r.max_violation <= c.feasibility_tolerance(),
+        r.max_violation <= c.feasibility_tolerance(),
         "{file}: violation {}",
         r.max_violation
     );
@@ -47,7 +45,6 @@ fn check(file: &str) {
             "{file}: bound {bound} below the best known {best}"
         );
         assert!(bound >= r.objective);
-        let _ = certified;
     } else {
         assert!(
             bound <= best,
