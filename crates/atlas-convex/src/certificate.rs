@@ -115,7 +115,8 @@ pub(crate) fn lower_bound(p: &Prob<'_>, u: &[f64], mult: &Multipliers) -> f64 {
                 let m = kappa * curve.derivative(a_hat[i]);
                 let (bound, _) = conjugate_bound(curve, kappa, m, a_lo[i], a_hi[i]);
                 conj_total += bound;
-                magnitude += bound.abs() + (m * a_hi[i]).abs();
+                // The conjugate is a difference of kappa f and m a: its rounding scales with both.
+                magnitude += bound.abs() + (m * a_hat[i]).abs();
                 slopes[i] = m;
             }
         }
@@ -183,5 +184,60 @@ fn best_nu(
         nu
     } else {
         nu.max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atlas_core::{Compiled, Registry, Scaled};
+    use proptest::prelude::*;
+
+    /// The scaled problem and its certified optimum of `phi`.
+    fn problem(file: &str) -> (Compiled, f64) {
+        let c = Compiled::from_path(format!("../../examples/problems/{file}")).unwrap();
+        let mut reg = Registry::new();
+        crate::register(&mut reg).unwrap();
+        let r = reg
+            .optimize(
+                &c,
+                reg.default_config("convex").unwrap().as_ref(),
+                Default::default(),
+            )
+            .unwrap();
+        let s = Scaled::new(&c).unwrap();
+        let phi = s.phi_from_objective(r.objective);
+        (c, phi)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+        /// Weak duality: whatever the multipliers (signs included) and the tangent point,
+        /// the bound never exceeds the optimum.
+        #[test]
+        fn any_multipliers_give_a_valid_bound(
+            which in 0usize..3,
+            nu in -5.0f64..5.0,
+            lambdas in prop::collection::vec(-5.0f64..5.0, 300),
+            rho in -2.0f64..4.0,
+            point in prop::collection::vec(0.0f64..1.0, 300),
+            mix in 0.0f64..1.0,
+        ) {
+            let file = ["retail_q4.toml", "target_spend.toml", "profit.toml"][which];
+            let (c, phi_star) = problem(file);
+            let s = Scaled::new(&c).unwrap();
+            let p = Prob::new(&s).unwrap();
+            let start = s.start();
+            // A tangent point between the feasible start and a random point of the box.
+            let u: Vec<f64> = (0..p.n).map(|i| (1.0 - mix) * start[i] + mix * point[i % point.len()] * p.upper_finite[i]).collect();
+            let mult = Multipliers {
+                nu,
+                lambda: (0..p.rows.len()).map(|i| lambdas[i % lambdas.len()]).collect(),
+                rho: vec![rho; p.nonlinear.len()],
+            };
+            let lb = lower_bound(&p, &u, &mult);
+            prop_assert!(lb <= phi_star + 1e-12 * phi_star.abs(), "{file}: bound {lb} above the optimum {phi_star}");
+        }
     }
 }
