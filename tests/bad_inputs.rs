@@ -162,7 +162,10 @@ fn cases() -> Vec<(&'static str, &'static str, String, Vec<&'static str>)> {
 }
 
 fn atlas(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_atlas")).args(args).output().expect("run atlas")
+    Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args(args)
+        .output()
+        .expect("run atlas")
 }
 
 #[test]
@@ -176,17 +179,37 @@ fn bad_inputs_exit_2_name_the_field_and_write_nothing() {
         let path = case_dir.join(file);
         std::fs::write(&path, &contents).unwrap();
         let output = case_dir.join("result.json");
-        let out = atlas(&["optimize", path.to_str().unwrap(), "--output", output.to_str().unwrap(), "-q"]);
+        let out = atlas(&[
+            "optimize",
+            path.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "-q",
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{name}: exit status {:?}, stderr: {stderr}", out.status.code());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: exit status {:?}, stderr: {stderr}",
+            out.status.code()
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-        assert!(stderr.contains(file), "{name}: the message does not name the file: {stderr}");
+        assert!(
+            stderr.contains(file),
+            "{name}: the message does not name the file: {stderr}"
+        );
         for text in expected {
-            assert!(stderr.contains(text), "{name}: expected `{text}` in: {stderr}");
+            assert!(
+                stderr.contains(text),
+                "{name}: expected `{text}` in: {stderr}"
+            );
         }
         assert!(out.stdout.is_empty(), "{name}: partial output on stdout");
         assert!(!output.exists(), "{name}: an output file was written");
-        let leftovers: Vec<_> = std::fs::read_dir(&case_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&case_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "{name}: stray files {leftovers:?}");
         // `validate` reports the same error.
         let out = atlas(&["validate", path.to_str().unwrap()]);
@@ -206,12 +229,23 @@ fn bad_settings_and_optimizers_exit_2() {
     let problem = common::problems_dir().join("quickstart.toml");
     let p = problem.to_str().unwrap();
     for (args, expected) in [
-        (vec!["--optimizer", "lbgfs"], vec!["unknown optimizer `lbgfs`", "did you mean `lbfgs`", "available"]),
-        (vec!["--set", "memroy=5"], vec!["memroy", "did you mean `memory`", "valid settings"]),
+        (
+            vec!["--optimizer", "lbgfs"],
+            vec![
+                "unknown optimizer `lbgfs`",
+                "did you mean `lbfgs`",
+                "available",
+            ],
+        ),
+        (
+            vec!["--set", "memroy=5"],
+            vec!["memroy", "did you mean `memory`", "valid settings"],
+        ),
         (vec!["--set", "memory=0"], vec!["memory", "1..=100"]),
         (vec!["--set", "memory=abc"], vec!["memory"]),
         (vec!["--set", "memory"], vec!["KEY=VALUE"]),
-        (vec!["--time-limit", "-1"], vec!["--time-limit"]),
+        (vec!["--time-limit=-1"], vec!["--time-limit"]),
+        (vec!["--time-limit", "0"], vec!["--time-limit", "> 0"]),
     ] {
         let mut all = vec!["optimize", p, "-q"];
         all.extend(args.iter());
@@ -219,7 +253,10 @@ fn bad_settings_and_optimizers_exit_2() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         for text in expected {
-            assert!(stderr.contains(text), "{args:?}: expected `{text}` in {stderr}");
+            assert!(
+                stderr.contains(text),
+                "{args:?}: expected `{text}` in {stderr}"
+            );
         }
     }
 }
@@ -229,10 +266,22 @@ fn a_bad_allocation_file_is_bad_input() {
     let dir = common::temp_dir("bad-allocation");
     let problem = common::problems_dir().join("quickstart.toml");
     let alloc = dir.join("a.json");
-    std::fs::write(&alloc, r#"{"allocation": {"tv": [1.0], "digitl": [2.0], "radio": [3.0]}}"#).unwrap();
-    let out = atlas(&["evaluate", problem.to_str().unwrap(), "--allocation", alloc.to_str().unwrap()]);
+    std::fs::write(
+        &alloc,
+        r#"{"allocation": {"tv": [1.0], "digitl": [2.0], "radio": [3.0]}}"#,
+    )
+    .unwrap();
+    let out = atlas(&[
+        "evaluate",
+        problem.to_str().unwrap(),
+        "--allocation",
+        alloc.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("allocation.digitl") && stderr.contains("did you mean `digital`"), "{stderr}");
+    assert!(
+        stderr.contains("allocation.digitl") && stderr.contains("did you mean `digital`"),
+        "{stderr}"
+    );
     assert!(Path::new(&alloc).exists());
 }

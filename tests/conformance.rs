@@ -72,10 +72,17 @@ const METRIC_FIELDS: [&str; 7] = [
     "peak_memory_mb",
 ];
 
+fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort_unstable();
+    v
+}
+
 /// The checks every result must pass, whatever the optimizer.
 fn check_result(compiled: &Compiled, result: &OptimizationResult) {
     let name = format!("{} on {}", result.optimizer, compiled.name());
-    let x = result.flat_allocation(compiled).expect("allocation in the problem's layout");
+    let x = result
+        .flat_allocation(compiled)
+        .expect("allocation in the problem's layout");
     assert!(
         compiled.is_feasible(&x),
         "{name}: infeasible, max violation {} ({:?})",
@@ -88,20 +95,48 @@ fn check_result(compiled: &Compiled, result: &OptimizationResult) {
         "{name}: reported objective {} but the allocation evaluates to {fresh}",
         result.objective
     );
-    assert!((compiled.max_violation(&x) - result.max_violation).abs() <= 1e-9 * compiled.budget().max(1.0));
+    assert!(
+        (compiled.max_violation(&x) - result.max_violation).abs()
+            <= 1e-9 * compiled.budget().max(1.0)
+    );
     let names: Vec<&String> = result.allocation.keys().collect();
-    assert_eq!(names, compiled.layout().channels().iter().collect::<Vec<_>>(), "{name}: channel order");
+    assert_eq!(
+        names,
+        compiled.layout().channels().iter().collect::<Vec<_>>(),
+        "{name}: channel order"
+    );
     for (c, total) in result.totals.values().enumerate() {
         let sum: f64 = compiled.layout().channel_slice(&x, c).iter().sum();
         assert!((sum - total).abs() <= 1e-9 * compiled.budget());
     }
-    assert!((result.totals.values().sum::<f64>() - result.total_spend).abs() <= 1e-9 * compiled.budget());
+    assert!(
+        (result.totals.values().sum::<f64>() - result.total_spend).abs()
+            <= 1e-9 * compiled.budget()
+    );
     // The JSON is exactly the contract's.
     let v = serde_json::to_value(result).expect("serializable");
-    let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
-    assert_eq!(keys, CONTRACT_FIELDS, "{name}: result fields");
-    let metric_keys: Vec<&str> = v["metrics"].as_object().expect("metrics").keys().map(String::as_str).collect();
-    assert_eq!(metric_keys, METRIC_FIELDS, "{name}: metric fields");
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        sorted(keys),
+        sorted(CONTRACT_FIELDS.to_vec()),
+        "{name}: result fields"
+    );
+    let metric_keys: Vec<&str> = v["metrics"]
+        .as_object()
+        .expect("metrics")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        sorted(metric_keys),
+        sorted(METRIC_FIELDS.to_vec()),
+        "{name}: metric fields"
+    );
     let back: OptimizationResult = serde_json::from_value(v).expect("round trip");
     assert_eq!(&back, result);
     assert!(result.metrics.wall_time_s >= result.metrics.model_time_s);
@@ -109,14 +144,24 @@ fn check_result(compiled: &Compiled, result: &OptimizationResult) {
         let maximize = compiled.objective().maximize();
         let slack = 1e-9 * bound.abs().max(1.0);
         if maximize {
-            assert!(bound >= result.objective - slack, "{name}: bound {bound} below objective");
+            assert!(
+                bound >= result.objective - slack,
+                "{name}: bound {bound} below objective"
+            );
         } else {
-            assert!(bound <= result.objective + slack, "{name}: bound {bound} above objective");
+            assert!(
+                bound <= result.objective + slack,
+                "{name}: bound {bound} above objective"
+            );
         }
     }
 }
 
-fn solve(registry: &Registry, optimizer: &str, compiled: &Compiled) -> Result<OptimizationResult, Error> {
+fn solve(
+    registry: &Registry,
+    optimizer: &str,
+    compiled: &Compiled,
+) -> Result<OptimizationResult, Error> {
     let config = registry.config(optimizer, expectation(optimizer).settings)?;
     registry.optimize(compiled, config.as_ref(), SolveOptions::default())
 }
@@ -144,12 +189,22 @@ fn every_optimizer_on_every_example_problem() {
                         // A valid bound is never on the wrong side of the best known value.
                         let slack = 1e-7 * best.abs();
                         if maximize {
-                            assert!(bound >= best - slack, "{optimizer} on {file}: bound {bound} below best known {best}");
+                            assert!(
+                                bound >= best - slack,
+                                "{optimizer} on {file}: bound {bound} below best known {best}"
+                            );
                         } else {
-                            assert!(bound <= best + slack, "{optimizer} on {file}: bound {bound} above best known {best}");
+                            assert!(
+                                bound <= best + slack,
+                                "{optimizer} on {file}: bound {bound} above best known {best}"
+                            );
                         }
                     }
-                    if known["concave"] == true && known["integer_features"].as_array().is_some_and(|a| a.is_empty()) {
+                    if known["concave"] == true
+                        && known["integer_features"]
+                            .as_array()
+                            .is_some_and(|a| a.is_empty())
+                    {
                         let g = common::gap(result.objective, best, maximize);
                         assert!(
                             g <= expect.concave_tolerance,
@@ -158,7 +213,10 @@ fn every_optimizer_on_every_example_problem() {
                             result.objective
                         );
                         // Nobody beats a certified optimum by more than rounding.
-                        assert!(g >= -1e-8, "{optimizer} on {file}: beats the certified optimum: {g:e}");
+                        assert!(
+                            g >= -1e-8,
+                            "{optimizer} on {file}: beats the certified optimum: {g:e}"
+                        );
                     }
                 }
                 Err(Error::Unsupported {
@@ -169,9 +227,13 @@ fn every_optimizer_on_every_example_problem() {
                     // Refusals name real features of the problem, never silently pass.
                     assert_eq!(o, optimizer);
                     assert!(!features.is_empty());
-                    let described: Vec<String> = compiled.features().iter().map(|f| f.describe()).collect();
+                    let described: Vec<String> =
+                        compiled.features().iter().map(|f| f.describe()).collect();
                     for f in &features {
-                        assert!(described.contains(f), "{optimizer} on {file}: refused for {f}, not a feature of the problem");
+                        assert!(
+                            described.contains(f),
+                            "{optimizer} on {file}: refused for {f}, not a feature of the problem"
+                        );
                     }
                     assert!(!alternatives.contains(&optimizer.to_string()));
                 }
@@ -193,7 +255,12 @@ fn the_integer_problem_is_refused_by_continuous_optimizers_with_the_features_nam
         let err = solve(&registry, optimizer, &compiled).unwrap_err();
         let text = err.to_string();
         assert_eq!(err.exit_code(), 2);
-        for feature in ["spend_unit", "min_active", "fixed_cost", "max_active_channels"] {
+        for feature in [
+            "spend_unit",
+            "min_active",
+            "fixed_cost",
+            "max_active_channels",
+        ] {
             assert!(text.contains(feature), "{optimizer}: {text}");
         }
         let capable: Vec<String> = registry.capable_of(&compiled);
@@ -207,7 +274,9 @@ fn the_integer_problem_is_refused_by_continuous_optimizers_with_the_features_nam
 /// Random small concave problems: a few channels and periods, mixed curves, adstock,
 /// a share rule.
 fn small_problem() -> impl Strategy<Value = atlas::Problem> {
-    use atlas::problem::{AdstockKind, AdstockSpec, Channel, Constraint, ConstraintKind, CurveSpec};
+    use atlas::problem::{
+        AdstockKind, AdstockSpec, Channel, Constraint, ConstraintKind, CurveSpec,
+    };
     let curve = prop_oneof![
         (1e3f64..1e6, 1e3f64..1e5).prop_map(|(b, k)| CurveSpec::hill(b, k, 1.0)),
         (1e3f64..1e6, 1e3f64..1e5).prop_map(|(b, k)| CurveSpec::exponential(b, k)),
@@ -215,9 +284,18 @@ fn small_problem() -> impl Strategy<Value = atlas::Problem> {
         (1.0f64..500.0, 0.3f64..0.9).prop_map(|(b, a)| CurveSpec::power(b, a)),
         (1e3f64..1e6, 1e-5f64..1e-3).prop_map(|(b, l)| CurveSpec::logistic(b, l)),
     ];
-    let channel = (curve, prop::option::of((0.0f64..0.8, 1usize..4)), prop::option::of(0.3f64..1.0));
-    (prop::collection::vec(channel, 2..5), 1usize..4, 1e4f64..1e7, prop::option::of(0.05f64..0.4)).prop_map(
-        |(channels, periods, budget, share)| {
+    let channel = (
+        curve,
+        prop::option::of((0.0f64..0.8, 1usize..4)),
+        prop::option::of(0.3f64..1.0),
+    );
+    (
+        prop::collection::vec(channel, 2..5),
+        1usize..4,
+        1e4f64..1e7,
+        prop::option::of(0.05f64..0.4),
+    )
+        .prop_map(|(channels, periods, budget, share)| {
             let n = channels.len();
             let channels = channels
                 .into_iter()
@@ -256,8 +334,7 @@ fn small_problem() -> impl Strategy<Value = atlas::Problem> {
                 channels,
                 constraints,
             }
-        },
-    )
+        })
 }
 
 proptest! {

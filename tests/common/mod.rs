@@ -15,6 +15,7 @@ pub fn problem_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(problems_dir())
         .expect("examples/problems exists")
         .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "optima.json"))
         .filter(|p| {
             matches!(
                 p.extension().and_then(|e| e.to_str()),

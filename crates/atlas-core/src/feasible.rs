@@ -773,7 +773,7 @@ struct DualPoint {
     binding: bool,
 }
 
-const DUAL_TOL: f64 = 1e-13;
+const DUAL_TOL: f64 = 1e-12;
 
 impl<'a> DualNewton<'a> {
     fn new(set: &'a FeasibleSet, z: &'a [f64], ws: &'a mut ProjectionWorkspace) -> Self {
@@ -848,6 +848,7 @@ impl<'a> DualNewton<'a> {
         let tol = DUAL_TOL * scale;
         let mut iterations = 0;
         let mut result = Err(ProjectionFailure::NotConverged(f64::INFINITY));
+        let (mut damping, mut checkpoint, mut checkpoint_err) = (1.0, 0, f64::INFINITY);
         for it in 0..200 {
             iterations = it;
             let grad = self.gradient(&lambda, &point);
@@ -868,7 +869,17 @@ impl<'a> DualNewton<'a> {
             let nfree = free.iter().filter(|f| **f).count();
             let active: Vec<usize> = (0..self.m).filter(|&i| grad[i].is_some()).collect();
             let g: Vec<f64> = active.iter().map(|&i| grad[i].unwrap_or(0.0)).collect();
-            let d_active = self.newton_direction(&active, &g, &free, nfree, point.binding);
+            // Damping that stops paying off (no halving of the residual in 8 iterations) is
+            // cut: on infeasible rows the multipliers then diverge quickly along the
+            // conflict, which names it.
+            if it >= checkpoint + 8 {
+                if err > 0.5 * checkpoint_err {
+                    damping *= 1e-3;
+                }
+                checkpoint = it;
+                checkpoint_err = err;
+            }
+            let d_active = self.newton_direction(&active, &g, &free, nfree, point.binding, damping);
             let mut direction = vec![0.0; self.m];
             for (k, &i) in active.iter().enumerate() {
                 direction[i] = d_active[k];
@@ -925,6 +936,14 @@ impl<'a> DualNewton<'a> {
         result
     }
 
+    /// Largest entry of the dual gradient (the optimality residual).
+    fn residual(&self, lambda: &[f64], point: &DualPoint) -> f64 {
+        self.gradient(lambda, point)
+            .iter()
+            .flatten()
+            .fold(0.0f64, |m, g| m.max(g.abs()))
+    }
+
     fn violation(&self, point: &DualPoint) -> f64 {
         (0..self.m)
             .map(|i| self.set.rows.residual(i, point.r[i]))
@@ -945,6 +964,7 @@ impl<'a> DualNewton<'a> {
         free: &[bool],
         nfree: usize,
         binding: bool,
+        damping: f64,
     ) -> Vec<f64> {
         let rows = &self.set.rows;
         let k = active.len();
@@ -997,7 +1017,11 @@ impl<'a> DualNewton<'a> {
             })
             .collect();
         let dmax = diag.iter().fold(0.0f64, |m, v| m.max(*v));
-        let delta = 1e-10 * (1.0 + dmax);
+        // Levenberg-Marquardt damping proportional to the residual: far from the solution
+        // (rows being identified) it tames directions along the near-null space of a
+        // singular M; near it, it vanishes and Newton's fast convergence returns.
+        let g_max = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let delta = (1.0 + dmax) * (1e-10 + damping * g_max.min(0.1));
         let mut x = vec![0.0; k];
         let mut r: Vec<f64> = g.to_vec();
         let pre: Vec<f64> = diag.iter().map(|d| 1.0 / (d + delta)).collect();
@@ -1021,7 +1045,8 @@ impl<'a> DualNewton<'a> {
                 r[kk] -= alpha * ap[kk];
             }
             let r_norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-            if r_norm <= 1e-12 * g_norm {
+            // Inexact Newton: the tolerance tightens as the residual shrinks.
+            if r_norm <= g_max.clamp(1e-12, 0.1) * g_norm {
                 break;
             }
             for kk in 0..k {
@@ -1076,7 +1101,15 @@ impl<'a> DualNewton<'a> {
             if p.value >= point.value + 1e-4 * predicted {
                 return Some((trial, p));
             }
-            // Piecewise-quadratic dual: accept tiny gains that only rounding hides.
+            // Near the solution the dual's gains fall below its rounding, and Armijo cannot
+            // see them: accept a full step that halves the residual (Newton's local rule).
+            if alpha == 1.0 {
+                let before = self.residual(lambda, point);
+                let after = self.residual(&trial, &p);
+                if after <= 0.5 * before {
+                    return Some((trial, p));
+                }
+            }
             if alpha < 1e-12 {
                 return None;
             }

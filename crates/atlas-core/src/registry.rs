@@ -38,7 +38,8 @@ pub trait SolverConfig: Send + Sync + Debug {
     fn settings(&self) -> Value;
 }
 
-type ParseFn = fn(Value) -> Result<Box<dyn SolverConfig>, serde_json::Error>;
+/// Deserializes settings, or says which field failed and why.
+type ParseFn = fn(Value) -> Result<Box<dyn SolverConfig>, (String, String)>;
 
 struct Entry {
     default: Box<dyn SolverConfig>,
@@ -67,8 +68,17 @@ pub struct OptimizerInfo {
 
 fn parse_typed<C: SolverConfig + DeserializeOwned + 'static>(
     value: Value,
-) -> Result<Box<dyn SolverConfig>, serde_json::Error> {
-    serde_json::from_value::<C>(value).map(|c| Box::new(c) as Box<dyn SolverConfig>)
+) -> Result<Box<dyn SolverConfig>, (String, String)> {
+    serde_path_to_error::deserialize::<_, C>(value)
+        .map(|c| Box::new(c) as Box<dyn SolverConfig>)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            (
+                path,
+                crate::suggest::improve_serde_message(&e.inner().to_string()),
+            )
+        })
 }
 
 impl Registry {
@@ -175,15 +185,8 @@ impl Registry {
             }
             value.insert(k, v);
         }
-        let config = (entry.parse)(Value::Object(value)).map_err(|e| {
-            let msg = crate::suggest::improve_serde_message(&e.to_string());
-            let field = valid
-                .iter()
-                .find(|f| msg.contains(&format!("`{f}`")))
-                .cloned()
-                .unwrap_or_default();
-            ConfigError::new(name, field, msg)
-        })?;
+        let config = (entry.parse)(Value::Object(value))
+            .map_err(|(field, reason)| ConfigError::new(name, field, reason))?;
         config.check()?;
         Ok(config)
     }
