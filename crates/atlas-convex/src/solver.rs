@@ -260,7 +260,14 @@ impl Solver for Convex {
             }
             let sol = ctx
                 .evaluator()
-                .constraint_work(|| conic::solve(&run.p, &cuts, settings))
+                .constraint_work(|| {
+                    // Clarabel asserts on inputs it cannot handle; such a panic becomes an
+                    // error here rather than reaching the user.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        conic::solve(&run.p, &cuts, settings)
+                    }))
+                    .unwrap_or_else(|_| Err("Clarabel panicked on this problem".to_string()))
+                })
                 .map_err(|reason| Error::Solver {
                     optimizer: "convex".to_string(),
                     reason,

@@ -356,3 +356,12 @@ response = { kind = "logistic", beta = 1500.0, lam = 0.004 }
         assert!(r.max_violation <= c.feasibility_tolerance());
     }
 }
+
+#[test]
+fn an_expired_time_limit_returns_a_feasible_start_without_claims() {
+    let c = Compiled::from_path("../../examples/problems/retail_q4.toml").unwrap();
+    let r = solve(&c, serde_json::json!({ "time_limit": 1e-9 })).unwrap();
+    assert_eq!(r.status, Status::TimeLimit);
+    assert!(r.max_violation <= c.feasibility_tolerance());
+    assert!(r.bound.is_none());
+}
