@@ -220,7 +220,7 @@ impl Solver for Convex {
         };
 
         if separable::applies(&run.p) {
-            let (u, nu, _) = ctx.evaluator().constraint_work(|| separable::solve(&run.p));
+            let (u, nu, _) = separable::solve(&run.p);
             let mut m = Multipliers::zero(&run.p);
             m.nu = nu;
             let flow = run.offer(u.clone(), &[(&u, &m)]);
@@ -258,20 +258,17 @@ impl Solver for Convex {
                 }
                 settings.time_limit = settings.time_limit.min(left.as_secs_f64());
             }
-            let sol = ctx
-                .evaluator()
-                .constraint_work(|| {
-                    // Clarabel asserts on inputs it cannot handle; such a panic becomes an
-                    // error here rather than reaching the user.
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        conic::solve(&run.p, &cuts, settings)
-                    }))
-                    .unwrap_or_else(|_| Err("Clarabel panicked on this problem".to_string()))
-                })
-                .map_err(|reason| Error::Solver {
-                    optimizer: "convex".to_string(),
-                    reason,
-                })?;
+            // The conic solve and the polish are the solver's own work (reported as neither
+            // model nor constraint time). Clarabel asserts on inputs it cannot handle; such
+            // a panic becomes an error here rather than reaching the user.
+            let sol = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                conic::solve(&run.p, &cuts, settings)
+            }))
+            .unwrap_or_else(|_| Err("Clarabel panicked on this problem".to_string()))
+            .map_err(|reason| Error::Solver {
+                optimizer: "convex".to_string(),
+                reason,
+            })?;
             match outcome(sol.status) {
                 Outcome::Infeasible => {
                     return Ok(Solution::new(scaled.start().to_vec(), Status::Infeasible));
@@ -297,9 +294,7 @@ impl Solver for Convex {
                 let stop =
                     || ctx.should_stop().is_some() || deadline.is_some_and(|d| Instant::now() >= d);
                 let max_steps = 200 + 4 * run.p.n;
-                let pol = ctx.evaluator().constraint_work(|| {
-                    polish(&run.p, &sol.u, ws, &sol.multipliers.rho, max_steps, &stop)
-                });
+                let pol = polish(&run.p, &sol.u, ws, &sol.multipliers.rho, max_steps, &stop);
                 offers.push((pol.u, pol.multipliers));
             }
             let mut flow = ControlFlow::Continue(());
