@@ -65,6 +65,9 @@ impl ConvexConfig {
             tol_gap_rel: 1e-7,
             tol_feas: 1e-7,
             max_iter: 200,
+            // Off for speed; the solver turns it on and solves again when Clarabel fails or
+            // finds infeasibility only at reduced accuracy.
+            iterative_refinement_enable: false,
             ..DefaultSettings::default()
         };
         if self.clarabel.is_empty() {

@@ -261,14 +261,32 @@ impl Solver for Convex {
             // The conic solve and the polish are the solver's own work (reported as neither
             // model nor constraint time). Clarabel asserts on inputs it cannot handle; such
             // a panic becomes an error here rather than reaching the user.
-            let sol = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                conic::solve(&run.p, &cuts, settings)
-            }))
-            .unwrap_or_else(|_| Err("Clarabel panicked on this problem".to_string()))
-            .map_err(|reason| Error::Solver {
-                optimizer: "convex".to_string(),
-                reason,
-            })?;
+            let conic_solve = |settings: DefaultSettings<f64>| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    conic::solve(&run.p, &cuts, settings)
+                }))
+                .unwrap_or_else(|_| Err("Clarabel panicked on this problem".to_string()))
+                .map_err(|reason| Error::Solver {
+                    optimizer: "convex".to_string(),
+                    reason,
+                })
+            };
+            let mut sol = conic_solve(settings.clone())?;
+            // Iterative refinement is off by default (the polish supplies the accuracy, and
+            // it costs a third of the interior point's time); a failure, or an infeasibility
+            // found at reduced accuracy, is checked again with it on.
+            let doubtful = matches!(
+                sol.status,
+                SolverStatus::AlmostPrimalInfeasible
+                    | SolverStatus::NumericalError
+                    | SolverStatus::InsufficientProgress
+                    | SolverStatus::DualInfeasible
+                    | SolverStatus::AlmostDualInfeasible
+            );
+            if doubtful && !settings.iterative_refinement_enable {
+                settings.iterative_refinement_enable = true;
+                sol = conic_solve(settings)?;
+            }
             match outcome(sol.status) {
                 Outcome::Infeasible => {
                     return Ok(Solution::new(scaled.start().to_vec(), Status::Infeasible));
