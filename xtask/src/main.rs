@@ -1,1 +1,46 @@
-fn main() {}
+//! `cargo xtask`: project automation, one module per subcommand (the alias lives in
+//! `.cargo/config.toml`). Few dependencies on purpose: it builds fast in debug mode and
+//! delegates real work to release builds of the workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod bench;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+commands:
+  bench [OPTIONS]   benchmark every optimizer of a release build of `atlas` on the suite
+                    (cargo xtask bench --help for the options)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => {
+            eprint!("unknown command `{other}`\n\n{HELP}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -88,6 +88,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
     },
+    /// Benchmark every optimizer of this build on problem files (default: the built-in
+    /// suite): correctness check, timed runs, bench.json / bench.csv / bench.svg.
+    Bench(atlas_bench::BenchArgs),
 }
 
 /// Runs the command line with the process arguments; returns the exit status
@@ -209,6 +212,20 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
                 OutputFormat::Table => print_list(out, registry).map_err(stdout_error)?,
             }
             Ok(())
+        }
+        Command::Bench(args) => {
+            let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
+            if report.all_passed() {
+                Ok(())
+            } else {
+                Err(Error::Solver {
+                    optimizer: "bench".to_string(),
+                    reason: format!(
+                        "{} pair(s) failed the correctness check and {} returned errors (see the table and bench.json)",
+                        report.summary.failed, report.summary.errors
+                    ),
+                })
+            }
         }
     }
 }

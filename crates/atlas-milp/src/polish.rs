@@ -1,0 +1,232 @@
+//! Polish: with the integer decisions fixed (which channels are on, how many units each
+//! unit-bought variable takes), the rest is a smooth problem on a polyhedron. It is
+//! solved on the true curves by a spectral projected gradient method (Birgin, Martínez
+//! and Raydan), with the core's exact projection onto the feasible set.
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+
+use atlas_core::feasible::ProjectionWorkspace;
+use atlas_core::{Context, FeasibleSet, RowOrigin, Status};
+
+use crate::model::Decision;
+
+/// Iterations at most: the start is already within the curve error of the optimum, so
+/// this is a generous ceiling rather than an expected count.
+const MAX_ITERATIONS: usize = 5_000;
+/// Stop when the projected gradient step `|P(u - g) - u|` (scaled units) is below this.
+const TOLERANCE: f64 = 1e-11;
+/// Nonmonotone line search memory (objective values compared against).
+const MEMORY: usize = 10;
+/// Consecutive iterations of negligible decrease after which the search has stalled.
+const STALL: usize = 5;
+
+/// The polished point.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Polished {
+    /// The point, feasible for the fixed decisions.
+    pub u: Vec<f64>,
+    /// Its objective `phi` (fixed costs included).
+    pub phi: f64,
+    /// Set when the context stopped the polish (a limit).
+    pub stopped: Option<Status>,
+}
+
+/// The feasible set with the decisions fixed: unit counts and switched-off channels as
+/// equal bounds, the minimum buy of every channel that is on as a row.
+pub(crate) fn fixed_set(ctx: &Context<'_>, decision: &Decision) -> FeasibleSet {
+    let problem = ctx.problem();
+    let compiled = ctx.compiled();
+    let set = problem.feasible_set();
+    let periods = compiled.layout().periods();
+    let mut lower = set.lower().to_vec();
+    let mut upper = set.upper().to_vec();
+    for (j, f) in decision.fixed.iter().enumerate() {
+        if let Some(v) = *f {
+            lower[j] = v;
+            upper[j] = v;
+        }
+    }
+    let mut out = FeasibleSet::new(lower, upper, set.budget(), set.budget_mode());
+    let rows = set.rows();
+    for i in 0..rows.len() {
+        let (idx, val) = rows.row(i);
+        let terms: Vec<(usize, f64)> = idx.iter().copied().zip(val.iter().copied()).collect();
+        out.add_row(
+            &terms,
+            rows.lower()[i],
+            rows.upper()[i],
+            set.row_origin(i).clone(),
+        );
+    }
+    let scale = problem.spend_scale();
+    for (c, on) in decision.active.iter().enumerate() {
+        if let (Some(true), Some(m)) = (on, compiled.integer_rules().min_active[c]) {
+            let terms: Vec<(usize, f64)> = (0..periods).map(|t| (c * periods + t, 1.0)).collect();
+            out.add_row(
+                &terms,
+                m / scale,
+                f64::INFINITY,
+                RowOrigin {
+                    field: format!("channels[{c}].min_active"),
+                    description: format!(
+                        "{} spends at least {m} once on",
+                        compiled.layout().channels()[c]
+                    ),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// `phi(u)` with the fixed costs of the channels that spend, in scaled units.
+pub(crate) fn phi_with_fixed_costs(ctx: &Context<'_>, u: &[f64], grad: Option<&mut [f64]>) -> f64 {
+    let ev = ctx.evaluator();
+    let phi = match grad {
+        Some(g) => ev.objective_gradient(u, g),
+        None => ev.objective(u),
+    };
+    phi + fixed_costs(ctx, u)
+}
+
+fn fixed_costs(ctx: &Context<'_>, u: &[f64]) -> f64 {
+    let compiled = ctx.compiled();
+    let periods = compiled.layout().periods();
+    let scale = ctx.problem().response_scale();
+    compiled
+        .integer_rules()
+        .fixed_cost
+        .iter()
+        .enumerate()
+        .filter_map(|(c, f)| {
+            let total: f64 = u[c * periods..(c + 1) * periods].iter().sum();
+            f.filter(|_| total > 0.0).map(|f| f / scale)
+        })
+        .sum()
+}
+
+/// Minimizes `phi` over `set` from `start` (already in `set`). Every accepted step is
+/// reported to the context; the activity of channels cannot change inside `set` except
+/// for a channel with no minimum buy reaching zero, which only lowers the fixed costs.
+pub(crate) fn polish(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Polished {
+    let ev = ctx.evaluator();
+    let n = start.len();
+    let mut ws = ProjectionWorkspace::default();
+    let mut u = start.to_vec();
+    let mut g = vec![0.0; n];
+    let mut f = phi_with_fixed_costs(ctx, &u, Some(&mut g));
+    let mut recent: VecDeque<f64> = VecDeque::from([f]);
+    let mut z = vec![0.0; n];
+    let mut p = vec![0.0; n];
+    let mut trial = vec![0.0; n];
+    let mut g_new = vec![0.0; n];
+    let mut stalled = 0;
+    // First step: a tenth of the budget along the steepest gradient entry.
+    let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut step = if gmax > 0.0 {
+        0.1 * set.budget() / gmax
+    } else {
+        1.0
+    };
+    let mut stopped = None;
+    let (mut best_u, mut best_f) = (u.clone(), f);
+    for _ in 0..MAX_ITERATIONS {
+        // Stationarity: the unit projected-gradient step.
+        for i in 0..n {
+            z[i] = u[i] - g[i];
+        }
+        if ev
+            .constraint_work(|| set.project(&z, &mut p, &mut ws))
+            .is_err()
+        {
+            break;
+        }
+        let measure = p
+            .iter()
+            .zip(&u)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        if measure <= TOLERANCE {
+            break;
+        }
+        // Spectral step, projected; then backtracking on the segment towards it.
+        for i in 0..n {
+            z[i] = u[i] - step * g[i];
+        }
+        if ev
+            .constraint_work(|| set.project(&z, &mut p, &mut ws))
+            .is_err()
+        {
+            break;
+        }
+        let d: Vec<f64> = p.iter().zip(&u).map(|(a, b)| a - b).collect();
+        let slope: f64 = g.iter().zip(&d).map(|(a, b)| a * b).sum();
+        // Not a descent direction (or NaN): nothing left to gain at this precision.
+        if slope.is_nan() || slope >= 0.0 {
+            break;
+        }
+        let reference = recent.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut lambda = 1.0;
+        let mut accepted = false;
+        let mut f_new = f;
+        for _ in 0..50 {
+            for i in 0..n {
+                trial[i] = u[i] + lambda * d[i];
+            }
+            f_new = phi_with_fixed_costs(ctx, &trial, Some(&mut g_new));
+            if f_new.is_finite() && f_new <= reference + 1e-4 * lambda * slope {
+                accepted = true;
+                break;
+            }
+            // Safeguarded quadratic interpolation.
+            let curvature = f_new - f - lambda * slope;
+            lambda = if f_new.is_finite() && curvature > 0.0 {
+                (-slope * lambda * lambda / (2.0 * curvature)).clamp(0.1 * lambda, 0.5 * lambda)
+            } else {
+                0.1 * lambda
+            };
+        }
+        if !accepted {
+            break;
+        }
+        let s: Vec<f64> = trial.iter().zip(&u).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
+        let ss: f64 = s.iter().map(|v| v * v).sum();
+        step = if sy > 0.0 {
+            (ss / sy).clamp(1e-12, 1e12)
+        } else {
+            1e12f64.min(step * 10.0)
+        };
+        let decrease = f - f_new;
+        u.copy_from_slice(&trial);
+        g.copy_from_slice(&g_new);
+        f = f_new;
+        if recent.len() == MEMORY {
+            recent.pop_front();
+        }
+        recent.push_back(f);
+        if f < best_f {
+            best_f = f;
+            best_u.copy_from_slice(&u);
+        }
+        if let ControlFlow::Break(status) = ctx.iteration(f, &u, true) {
+            stopped = Some(status);
+            break;
+        }
+        if decrease <= 1e-15 * f.abs().max(1e-300) {
+            stalled += 1;
+            if stalled >= STALL {
+                break;
+            }
+        } else {
+            stalled = 0;
+        }
+    }
+    // The nonmonotone search may end above its best point: keep the best.
+    Polished {
+        u: best_u,
+        phi: best_f,
+        stopped,
+    }
+}

@@ -1,0 +1,66 @@
+//! Concave problems: `milp` (a pure LP here) agrees with the certified optima within its
+//! curve error, and its bound is valid.
+
+mod common;
+
+use atlas_core::Status;
+use common::*;
+use serde_json::json;
+
+fn check(file: &str, max_error: f64) {
+    let c = compiled(file);
+    let (best, certified_bound) = optimum(file);
+    let r = solve(&c, &[("max_error", json!(max_error))]);
+    assert_feasible(&c, &r);
+    let rel = (best - r.objective) / best;
+    // Never above the certified bound; within the curve error of the optimum (in fact the
+    // polish on the true curves reaches it).
+    assert!(
+        r.objective <= certified_bound * (1.0 + 1e-9),
+        "{file}: {} above {certified_bound}",
+        r.objective
+    );
+    assert!(
+        rel <= max_error,
+        "{file}: {} vs {best} ({rel:e})",
+        r.objective
+    );
+    let bound = r.bound.expect("milp proves a bound");
+    assert!(
+        bound >= best * (1.0 - 1e-9),
+        "{file}: bound {bound} below the optimum {best}"
+    );
+    // The bound is the curve error (relative to the response of the even split) plus
+    // the solver's gap away; profit is smaller than the response it is made of, so allow
+    // a factor for it.
+    assert!(
+        (bound - r.objective) / r.objective <= 3.0 * max_error,
+        "{file}: gap {:e}",
+        (bound - r.objective) / r.objective
+    );
+    assert_eq!(r.status, Status::Optimal, "{file}");
+}
+
+#[test]
+fn quickstart_agrees_with_the_certified_optimum() {
+    check("quickstart.toml", 1e-3);
+    check("quickstart.toml", 1e-5);
+}
+
+#[test]
+fn profit_with_a_budget_cap_agrees_with_the_certified_optimum() {
+    check("profit.toml", 1e-3);
+}
+
+#[test]
+fn retail_with_carry_over_and_rules_agrees_with_the_certified_optimum() {
+    check("retail_q4.toml", 1e-3);
+}
+
+/// 2600 variables: the piecewise-linear model has about 100,000 segments, an LP that
+/// microlp's dense simplex does not solve in reasonable time; HiGHS does.
+#[cfg(feature = "highs")]
+#[test]
+fn large_agrees_with_the_certified_optimum() {
+    check("large.toml", 1e-3);
+}

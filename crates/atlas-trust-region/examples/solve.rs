@@ -1,0 +1,56 @@
+//! Solves problem files with `trust-region` and prints status, objective, feasibility,
+//! work and wall time: the measuring harness for release builds, e.g.
+//!
+//! ```sh
+//! cargo run --release -p atlas-trust-region --example solve -- examples/problems/large.toml
+//! cargo run --release -p atlas-trust-region --example solve -- examples/problems/scurve.toml multi_start=16
+//! ```
+//!
+//! Arguments after the files are `key=value` settings (numbers or integers).
+
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut registry = atlas_core::Registry::new();
+    atlas_trust_region::register(&mut registry)?;
+    let mut files = Vec::new();
+    let mut settings = serde_json::Map::new();
+    for arg in std::env::args().skip(1) {
+        match arg.split_once('=') {
+            Some((k, v)) => {
+                let value: serde_json::Value = serde_json::from_str(v)?;
+                settings.insert(k.to_string(), value);
+            }
+            None => files.push(arg),
+        }
+    }
+    let config = registry.config("trust-region", settings)?;
+    for file in files {
+        let compiled = atlas_core::Compiled::from_path(&file)?;
+        let started = Instant::now();
+        let r = registry.optimize(&compiled, config.as_ref(), Default::default())?;
+        let wall = started.elapsed().as_secs_f64();
+        // Gap to the certified optimum when an `optima.json` sits beside the file.
+        let path = std::path::Path::new(&file);
+        let best_known = path
+            .parent()
+            .and_then(|d| std::fs::read_to_string(d.join("optima.json")).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v[path.file_name()?.to_str()?]["best_known"].as_f64());
+        let gap = best_known.map_or(String::from("-"), |b| {
+            format!("{:.2e}", (r.objective - b) / b.abs())
+        });
+        println!(
+            "{file}: status {} objective {:.10e} (relative to best known {gap}) max_violation {:.3e} (feasible: {}) iterations {} evaluations {} gradients {} wall {:.3} s",
+            r.status,
+            r.objective,
+            r.max_violation,
+            r.max_violation <= compiled.feasibility_tolerance(),
+            r.metrics.iterations,
+            r.metrics.evaluations,
+            r.metrics.gradient_evaluations,
+            wall
+        );
+    }
+    Ok(())
+}
