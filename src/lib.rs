@@ -14,7 +14,7 @@
 //! assert!((result.objective - 1_585_364.8228965725).abs() <= 1e-6 * result.objective);
 //! ```
 
-#[cfg(not(any(feature = "lbfgs")))]
+#[cfg(not(any(feature = "lbfgs", feature = "convex")))]
 compile_error!(
     "Atlas needs at least one optimizer backend: enable one or more of the features \
      `lbfgs`, `trust-region`, `convex`, `tpe`, `cmaes`, `milp` \
@@ -23,6 +23,8 @@ compile_error!(
 
 pub use atlas_core::*;
 
+#[cfg(feature = "convex")]
+pub use atlas_convex;
 #[cfg(feature = "lbfgs")]
 pub use atlas_lbfgs;
 
@@ -30,6 +32,8 @@ pub use atlas_lbfgs;
 pub fn register_enabled(registry: &mut Registry) -> Result<(), Error> {
     #[cfg(feature = "lbfgs")]
     atlas_lbfgs::register(registry)?;
+    #[cfg(feature = "convex")]
+    atlas_convex::register(registry)?;
     let _ = &registry;
     Ok(())
 }

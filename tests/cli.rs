@@ -236,8 +236,13 @@ fn validate_and_list() {
 fn the_registry_holds_the_enabled_backends_and_their_defaults_round_trip() {
     let registry = atlas::registry();
     let mut expected: Vec<&str> = Vec::new();
-    if cfg!(feature = "lbfgs") {
-        expected.push("lbfgs");
+    for (enabled, name) in [
+        (cfg!(feature = "lbfgs"), "lbfgs"),
+        (cfg!(feature = "convex"), "convex"),
+    ] {
+        if enabled {
+            expected.push(name);
+        }
     }
     let mut names = registry.names();
     names.sort_unstable();

@@ -75,7 +75,8 @@ pub enum Feature {
     MinRoi,
     /// `objective = "min_spend"`.
     MinSpend,
-    /// S-shaped curves (`hill` with `s > 1`) on these channels.
+    /// S-shaped curves (`hill` with `s > 1`) on these channels; empty for a custom model
+    /// not known to be concave.
     NonConcave(Vec<String>),
     /// A model that provides no gradient.
     NoGradient,
@@ -106,8 +107,11 @@ impl Feature {
             Feature::MaxActiveChannels(k) => format!("`max_active_channels` ({k})"),
             Feature::MinRoi => "the `min_roi` constraint".to_string(),
             Feature::MinSpend => "`objective = \"min_spend\"`".to_string(),
+            Feature::NonConcave(c) if c.is_empty() => {
+                "a model not known to be concave (a custom model)".to_string()
+            }
             Feature::NonConcave(c) => format!(
-                "non-concave S-curves (`hill` with s > 1 on channels {})",
+                "non-concave S-curves (`hill` with s > 1 on channels {}; `milp` finds their global optimum, `lbfgs` with `multi_start` a good local one)",
                 c.join(", ")
             ),
             Feature::NoGradient => "a model without gradients".to_string(),
@@ -268,7 +272,7 @@ impl Compiled {
             None => {
                 out.push(Feature::CustomModel);
                 if self.model.is_concave() != Some(true) {
-                    out.push(Feature::NonConcave(vec!["(custom model)".to_string()]));
+                    out.push(Feature::NonConcave(Vec::new()));
                 }
             }
         }

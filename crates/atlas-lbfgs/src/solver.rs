@@ -155,6 +155,22 @@ impl ProjectedLbfgs {
     }
 }
 
+/// Marks the variables whose derivative is unbounded at zero at `u`: channels with a
+/// singular curve, in periods whose carry-in from earlier spend is below `threshold`.
+fn singular_variables(mmm: &atlas_core::Mmm, u: &[f64], threshold: f64, out: &mut [bool]) {
+    let periods = mmm.layout().periods();
+    for (c, ch) in mmm.channels().iter().enumerate() {
+        let w = ch.adstock.weights();
+        for t in 0..periods {
+            out[c * periods + t] = ch.curve.is_singular_at_zero() && {
+                let lags = w.len().min(t + 1);
+                let carry: f64 = (1..lags).map(|l| w[l] * u[c * periods + t - l]).sum();
+                carry < threshold
+            };
+        }
+    }
+}
+
 /// `H v` for each of `vs` (already zero outside the free variables), by the two-loop
 /// recursion with the pairs restricted to the free variables (`mask` is 1 on them, 0
 /// elsewhere). Pairs without positive curvature there are skipped, so `H` stays positive
@@ -244,19 +260,14 @@ impl InnerSolver for ProjectedLbfgs {
         let mut trial = vec![0.0; n];
         let mut g_new = vec![0.0; n];
         let mut small_steps = 0;
-        // Variables of channels whose slope is unbounded at zero: a step may take them at
-        // most 99% of the way to their lower bound (fraction to the boundary), since at
-        // the bound their gradient is singular and they would crawl back.
-        let singular: Vec<bool> = match ctx.problem().mmm() {
-            Some(mmm) => {
-                let periods = mmm.layout().periods();
-                (0..n)
-                    .map(|i| mmm.channels()[i / periods].curve.is_singular_at_zero())
-                    .collect()
-            }
-            None => vec![false; n],
-        };
+        let mut restarts = 0;
+        // Variables whose slope is unbounded at zero (a singular curve with no carry-in
+        // from earlier periods): a step may take them at most 99% of the way to their
+        // lower bound (fraction to the boundary), since at the bound their gradient is
+        // singular and they would crawl back. Recomputed at every iterate.
+        let mut singular = vec![false; n];
         let mut step_lower = lower.to_vec();
+        let radius = budget;
         loop {
             if let Some(s) = ctx.should_stop() {
                 return InnerOutcome::Stopped(s);
@@ -264,6 +275,13 @@ impl InnerSolver for ProjectedLbfgs {
             if self.iterations >= self.max_iterations {
                 self.hit_iteration_limit = true;
                 return InnerOutcome::MaxIterations;
+            }
+            if let Some(mmm) = ctx.problem().mmm() {
+                singular_variables(mmm, u, 1e-3 * budget / n as f64, &mut singular);
+                // A positive lower bound keeps the spend, and the slope, away from zero.
+                for i in 0..n {
+                    singular[i] &= lower[i] <= 0.0;
+                }
             }
             // A short projected-gradient step `P(u - s g)`, with `s` the current inverse
             // curvature estimate, gives the active set (variables at a bound that the step
@@ -289,18 +307,39 @@ impl InnerSolver for ProjectedLbfgs {
             if pg <= tolerance || !fx.is_finite() {
                 return InnerOutcome::Converged;
             }
-            let eps = |v: f64| 1e-14 * (1.0 + v.abs());
-            let at_lower: Vec<bool> = (0..n).map(|i| u[i] <= lower[i] + eps(lower[i])).collect();
-            let at_upper: Vec<bool> = (0..n).map(|i| u[i] >= upper[i] - eps(upper[i])).collect();
+            // Variables within `w` (the projected step's size) of a bound count as at the
+            // bound (Bertsekas' epsilon-active set): if the step pushes them there, they
+            // are moved onto it rather than approaching it geometrically. Variables with a
+            // singular slope at zero only count when exactly there.
+            let w = pg * step;
+            let eps = |i: usize, v: f64| {
+                let tiny = 1e-14 * (1.0 + v.abs());
+                if singular[i] {
+                    tiny
+                } else {
+                    tiny.max(w)
+                }
+            };
+            let at_lower: Vec<bool> = (0..n)
+                .map(|i| u[i] <= lower[i] + eps(i, lower[i]))
+                .collect();
+            let at_upper: Vec<bool> = (0..n)
+                .map(|i| u[i] >= upper[i] - eps(i, upper[i]))
+                .collect();
+            let tight = |v: f64| 1e-14 * (1.0 + v.abs());
             let mut free: Vec<bool> = (0..n)
                 .map(|i| {
-                    !((at_lower[i] && y[i] <= lower[i] + eps(lower[i]))
-                        || (at_upper[i] && y[i] >= upper[i] - eps(upper[i])))
+                    !((at_lower[i] && y[i] <= lower[i] + tight(lower[i]))
+                        || (at_upper[i] && y[i] >= upper[i] - tight(upper[i])))
                 })
                 .collect();
             let total: f64 = u.iter().sum();
-            let binding =
-                exact || (proj.budget_binding && total >= budget - 1e-12 * budget.max(1.0));
+            // A cap on spend binds when the projected step hits it and the iterate is
+            // within that step of it (epsilon-active, like the bounds): the step then
+            // lands exactly on the cap instead of approaching it.
+            let to_cap = u.iter().zip(&y).map(|(a, b)| (a - b).abs()).sum::<f64>();
+            let binding = exact
+                || (proj.budget_binding && total >= budget - to_cap.max(1e-12 * budget.max(1.0)));
             let gamma0 = step;
             // Diagonal preconditioner where the model provides a Hessian diagonal: its
             // inverse, clamped to a band around the median curvature of the free
@@ -336,14 +375,29 @@ impl InnerSolver for ProjectedLbfgs {
                 two_loop(&history, &mask, &mut vs, gamma0, h0.as_deref());
                 let hg = &vs[0];
                 d = hg.iter().map(|v| -v).collect();
+                // Fixed variables move onto their bound; when the budget binds, the free
+                // ones make up the change so that the step ends on the budget.
+                let mut fixed_move = 0.0;
+                for i in 0..n {
+                    if !free[i] {
+                        d[i] = if at_lower[i] {
+                            lower[i] - u[i]
+                        } else {
+                            upper[i] - u[i]
+                        };
+                        fixed_move += d[i];
+                    }
+                }
                 if binding {
                     let h1 = &vs[1];
                     let one_h1: f64 = h1.iter().sum();
                     let one_hg: f64 = hg.iter().sum();
                     if one_h1 > 0.0 {
-                        let c = one_hg / one_h1;
+                        let c = (one_hg + (budget - total) - fixed_move) / one_h1;
                         for i in 0..n {
-                            d[i] += c * h1[i];
+                            if free[i] {
+                                d[i] += c * h1[i];
+                            }
                         }
                     }
                 }
@@ -356,11 +410,6 @@ impl InnerSolver for ProjectedLbfgs {
                 }
                 if !changed {
                     break;
-                }
-            }
-            for i in 0..n {
-                if !free[i] {
-                    d[i] = 0.0;
                 }
             }
             let mut slope: f64 = g.iter().zip(&d).map(|(a, b)| a * b).sum();
@@ -386,7 +435,11 @@ impl InnerSolver for ProjectedLbfgs {
                         lower[i]
                     };
                 }
-                let mut alpha = 1.0;
+                // The first trial moves no variable by more than the budget (the size of
+                // the feasible set): an overlong step, projected, would squeeze every
+                // other variable onto its bound.
+                let dmax = d.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let mut alpha = if dmax > radius { radius / dmax } else { 1.0 };
                 for _ in 0..60 {
                     let mut inside = true;
                     for i in 0..n {
@@ -466,6 +519,14 @@ impl InnerSolver for ProjectedLbfgs {
             if decrease <= self.ftol * fx.abs().max(1.0) {
                 small_steps += 1;
                 if small_steps >= 3 {
+                    // Stuck far from stationarity: the curvature pairs mislead, so start
+                    // afresh from the gradient (a few times) before giving up.
+                    if pg > (1e3 * tolerance).max(1e-4) && restarts < 3 {
+                        restarts += 1;
+                        small_steps = 0;
+                        history.clear();
+                        continue;
+                    }
                     return InnerOutcome::Stalled;
                 }
             } else {
