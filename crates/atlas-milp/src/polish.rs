@@ -14,12 +14,15 @@ use crate::model::Decision;
 /// Iterations at most: the start is already within the curve error of the optimum, so
 /// this is a generous ceiling rather than an expected count.
 const MAX_ITERATIONS: usize = 5_000;
-/// Stop when the projected gradient step `|P(u - g) - u|` (scaled units) is below this.
-const TOLERANCE: f64 = 1e-11;
+/// Stop when the projected gradient `|P(u - s g) - u| / s` (scaled units) is below this.
+const TOLERANCE: f64 = 1e-10;
 /// Nonmonotone line search memory (objective values compared against).
 const MEMORY: usize = 10;
-/// Consecutive iterations of negligible decrease after which the search has stalled.
-const STALL: usize = 5;
+/// Consecutive iterations without a better point after which the search has stalled
+/// (the nonmonotone search may climb for up to `MEMORY` iterations before it descends).
+const STALL: usize = 2 * MEMORY;
+/// Tenfold shrinks of a step whose projection fails before giving up.
+const PROJECTION_RETRIES: usize = 12;
 
 /// The polished point.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,18 +109,42 @@ fn fixed_costs(ctx: &Context<'_>, u: &[f64]) -> f64 {
         .sum()
 }
 
+/// `P(u - s g)` into `out`, shrinking `s` tenfold while the projection fails (a point
+/// far outside the set can defeat its Newton iteration); the step used, or `None`.
+fn projected_step(
+    ctx: &Context<'_>,
+    set: &FeasibleSet,
+    u: &[f64],
+    g: &[f64],
+    mut s: f64,
+    out: &mut [f64],
+    ws: &mut ProjectionWorkspace,
+) -> Option<f64> {
+    let ev = ctx.evaluator();
+    let mut z = vec![0.0; u.len()];
+    for _ in 0..PROJECTION_RETRIES {
+        for i in 0..u.len() {
+            z[i] = u[i] - s * g[i];
+        }
+        if ev.constraint_work(|| set.project(&z, out, ws)).is_ok() {
+            return Some(s);
+        }
+        ws.reset();
+        s *= 0.1;
+    }
+    None
+}
+
 /// Minimizes `phi` over `set` from `start` (already in `set`). Every accepted step is
 /// reported to the context; the activity of channels cannot change inside `set` except
 /// for a channel with no minimum buy reaching zero, which only lowers the fixed costs.
 pub(crate) fn polish(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Polished {
-    let ev = ctx.evaluator();
     let n = start.len();
     let mut ws = ProjectionWorkspace::default();
     let mut u = start.to_vec();
     let mut g = vec![0.0; n];
     let mut f = phi_with_fixed_costs(ctx, &u, Some(&mut g));
     let mut recent: VecDeque<f64> = VecDeque::from([f]);
-    let mut z = vec![0.0; n];
     let mut p = vec![0.0; n];
     let mut trial = vec![0.0; n];
     let mut g_new = vec![0.0; n];
@@ -132,32 +159,27 @@ pub(crate) fn polish(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Pol
     let mut stopped = None;
     let (mut best_u, mut best_f) = (u.clone(), f);
     for _ in 0..MAX_ITERATIONS {
-        // Stationarity: the unit projected-gradient step.
-        for i in 0..n {
-            z[i] = u[i] - g[i];
-        }
-        if ev
-            .constraint_work(|| set.project(&z, &mut p, &mut ws))
-            .is_err()
-        {
+        // Stationarity: the projected gradient `|P(u - s g) - u| / s`, with `s` the
+        // spectral step capped at 1 (a long step would understate it).
+        let Some(s) = projected_step(ctx, set, &u, &g, step.min(1.0), &mut p, &mut ws) else {
             break;
-        }
+        };
         let measure = p
             .iter()
             .zip(&u)
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+            / s;
         if measure <= TOLERANCE {
             break;
         }
         // Spectral step, projected; then backtracking on the segment towards it.
-        for i in 0..n {
-            z[i] = u[i] - step * g[i];
-        }
-        if ev
-            .constraint_work(|| set.project(&z, &mut p, &mut ws))
-            .is_err()
-        {
-            break;
+        if step > 1.0 {
+            match projected_step(ctx, set, &u, &g, step, &mut p, &mut ws) {
+                Some(s) => step = s,
+                None => break,
+            }
+        } else {
+            step = s;
         }
         let d: Vec<f64> = p.iter().zip(&u).map(|(a, b)| a - b).collect();
         let slope: f64 = g.iter().zip(&d).map(|(a, b)| a * b).sum();
@@ -198,7 +220,6 @@ pub(crate) fn polish(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Pol
         } else {
             1e12f64.min(step * 10.0)
         };
-        let decrease = f - f_new;
         u.copy_from_slice(&trial);
         g.copy_from_slice(&g_new);
         f = f_new;
@@ -206,6 +227,12 @@ pub(crate) fn polish(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Pol
             recent.pop_front();
         }
         recent.push_back(f);
+        // Progress is measured on the best value: the nonmonotone search may go up.
+        if f < best_f - 1e-15 * best_f.abs().max(1e-300) {
+            stalled = 0;
+        } else {
+            stalled += 1;
+        }
         if f < best_f {
             best_f = f;
             best_u.copy_from_slice(&u);
@@ -214,13 +241,8 @@ pub(crate) fn polish(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Pol
             stopped = Some(status);
             break;
         }
-        if decrease <= 1e-15 * f.abs().max(1e-300) {
-            stalled += 1;
-            if stalled >= STALL {
-                break;
-            }
-        } else {
-            stalled = 0;
+        if stalled >= STALL {
+            break;
         }
     }
     // The nonmonotone search may end above its best point: keep the best.
