@@ -1,13 +1,20 @@
 //! Polish: with the integer decisions fixed (which channels are on, how many units each
-//! unit-bought variable takes), the rest is a smooth problem on a polyhedron. It is
-//! solved on the true curves by a spectral projected gradient method (Birgin, Martínez
-//! and Raydan), with the core's exact projection onto the feasible set.
+//! unit-bought variable takes), the rest is a smooth problem on a polyhedron, solved on
+//! the true curves in two phases that both use the core's exact projection:
+//!
+//! 1. projected Newton steps in the metric of the Hessian's diagonal: the projection in
+//!    that metric is the core's Euclidean projection after the change of variables
+//!    `v = sqrt(D) u` (bounds, budget and rows rewritten for `v`). Curvatures differ by
+//!    many orders of magnitude between channels (a power curve near zero against a
+//!    saturated one), which defeats unscaled gradient steps;
+//! 2. a spectral projected gradient method (Birgin, Martínez and Raydan) to finish, and
+//!    to take over where the first phase cannot proceed.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 
 use atlas_core::feasible::ProjectionWorkspace;
-use atlas_core::{Context, FeasibleSet, RowOrigin, Status};
+use atlas_core::{BudgetMode, Context, FeasibleSet, RowOrigin, Status};
 
 use crate::model::Decision;
 
@@ -139,6 +146,161 @@ fn projected_step(
 /// reported to the context; the activity of channels cannot change inside `set` except
 /// for a channel with no minimum buy reaching zero, which only lowers the fixed costs.
 pub(crate) fn polish(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Polished {
+    let first = scaled_newton(ctx, set, start);
+    if first.stopped.is_some() {
+        return first;
+    }
+    let second = spectral_gradient(ctx, set, &first.u);
+    if second.phi <= first.phi {
+        second
+    } else {
+        Polished {
+            stopped: second.stopped,
+            ..first
+        }
+    }
+}
+
+/// Newton iterations at most in the first phase.
+const NEWTON_ITERATIONS: usize = 500;
+
+/// The set in the variables `v = sqrt(d) u`: bounds scaled, the budget and every row
+/// rewritten with coefficients divided by `sqrt(d)`.
+fn scaled_set(set: &FeasibleSet, root: &[f64]) -> FeasibleSet {
+    let n = set.dim();
+    let lower: Vec<f64> = (0..n).map(|i| set.lower()[i] * root[i]).collect();
+    let upper: Vec<f64> = (0..n).map(|i| set.upper()[i] * root[i]).collect();
+    // The budget becomes a row; the set's own budget is made a cap that no point
+    // satisfying that row can reach.
+    let reach: f64 = set.budget() * root.iter().fold(0.0f64, |m, r| m.max(*r));
+    let mut out = FeasibleSet::new(lower, upper, 2.0 * reach + 1.0, BudgetMode::AtMost);
+    let origin = RowOrigin {
+        field: "polish".to_string(),
+        description: "scaled row".to_string(),
+    };
+    let budget: Vec<(usize, f64)> = (0..n).map(|i| (i, 1.0 / root[i])).collect();
+    let lo = match set.budget_mode() {
+        BudgetMode::Exact => set.budget(),
+        BudgetMode::AtMost => f64::NEG_INFINITY,
+    };
+    out.add_row(&budget, lo, set.budget(), origin.clone());
+    let rows = set.rows();
+    for i in 0..rows.len() {
+        let (idx, val) = rows.row(i);
+        let terms: Vec<(usize, f64)> = idx
+            .iter()
+            .zip(val)
+            .map(|(&j, &a)| (j, a / root[j]))
+            .collect();
+        out.add_row(&terms, rows.lower()[i], rows.upper()[i], origin.clone());
+    }
+    out
+}
+
+/// Phase 1: `u + lambda (P_D(u - D^-1 g) - u)` with `D` the Hessian diagonal of `phi`
+/// (clamped positive) and `P_D` the projection in its metric, which makes every such
+/// direction a descent direction; Armijo backtracking from the full Newton step.
+fn scaled_newton(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Polished {
+    let ev = ctx.evaluator();
+    let n = start.len();
+    let w_model = ctx.problem().objective().model;
+    let mut u = start.to_vec();
+    let mut g = vec![0.0; n];
+    let mut h = vec![0.0; n];
+    let mut f = phi_with_fixed_costs(ctx, &u, Some(&mut g));
+    let mut stopped = None;
+    let mut trial = vec![0.0; n];
+    let mut g_new = vec![0.0; n];
+    let mut flat = 0;
+    for _ in 0..NEWTON_ITERATIONS {
+        if w_model == 0.0 || !ev.model_hessian_diagonal(&u, &mut h) {
+            break;
+        }
+        // Curvature of phi, with a floor that keeps each Newton step below a thousand
+        // budgets: negative (convex parts of S-curves) or vanishing curvatures would
+        // send it anywhere; the projection and line search take care of the rest. No
+        // ceiling: a channel near a singular start (power curves at zero) needs its huge
+        // curvature, and a floor relative to the others' would stall them.
+        h.iter_mut().for_each(|v| *v *= w_model);
+        let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if !(gmax > 0.0 && gmax.is_finite()) {
+            break;
+        }
+        let budget = set.budget();
+        let d: Vec<f64> = h
+            .iter()
+            .zip(&g)
+            .map(|(&v, gi)| {
+                let floor = 1e-3 * gi.abs().max(1e-6 * gmax) / budget;
+                if v.is_finite() {
+                    v.max(floor)
+                } else {
+                    floor
+                }
+            })
+            .collect();
+        let root: Vec<f64> = d.iter().map(|v| v.sqrt()).collect();
+        let scaled = ev.constraint_work(|| scaled_set(set, &root));
+        let z: Vec<f64> = (0..n).map(|i| root[i] * u[i] - g[i] / root[i]).collect();
+        let mut v = vec![0.0; n];
+        if ev
+            .constraint_work(|| scaled.project_cold(&z, &mut v))
+            .is_err()
+        {
+            break;
+        }
+        // Back to u, then onto the set itself: the scaled rows hold to rounding only.
+        let p: Vec<f64> = (0..n).map(|i| v[i] / root[i]).collect();
+        let mut q = vec![0.0; n];
+        if ev.constraint_work(|| set.project_cold(&p, &mut q)).is_err() {
+            break;
+        }
+        let step: Vec<f64> = q.iter().zip(&u).map(|(a, b)| a - b).collect();
+        let decrement: f64 = step.iter().zip(&d).map(|(s, di)| s * s * di).sum();
+        let slope: f64 = g.iter().zip(&step).map(|(a, b)| a * b).sum();
+        if decrement <= 1e-24 || slope.is_nan() || slope >= 0.0 {
+            break;
+        }
+        let mut lambda = 1.0;
+        let mut accepted = false;
+        let mut f_new = f;
+        for _ in 0..40 {
+            for i in 0..n {
+                trial[i] = u[i] + lambda * step[i];
+            }
+            f_new = phi_with_fixed_costs(ctx, &trial, Some(&mut g_new));
+            if f_new.is_finite() && f_new <= f + 1e-4 * lambda * slope {
+                accepted = true;
+                break;
+            }
+            lambda *= 0.5;
+        }
+        if !accepted {
+            break;
+        }
+        let decrease = f - f_new;
+        u.copy_from_slice(&trial);
+        g.copy_from_slice(&g_new);
+        f = f_new;
+        if let ControlFlow::Break(status) = ctx.iteration(f, &u, true) {
+            stopped = Some(status);
+            break;
+        }
+        // Converged to rounding: further steps change nothing measurable.
+        if decrease <= 1e-15 * f.abs().max(1e-300) {
+            flat += 1;
+            if flat >= 3 {
+                break;
+            }
+        } else {
+            flat = 0;
+        }
+    }
+    Polished { u, phi: f, stopped }
+}
+
+/// Phase 2: spectral projected gradient with a nonmonotone line search.
+fn spectral_gradient(ctx: &Context<'_>, set: &FeasibleSet, start: &[f64]) -> Polished {
     let n = start.len();
     let mut ws = ProjectionWorkspace::default();
     let mut u = start.to_vec();

@@ -37,13 +37,19 @@ impl Solver for Milp {
         if !first.inconsistent {
             return Ok(first.solution);
         }
-        // The solver's bound lies below a point the polish found: it is wrong. HiGHS's
-        // presolve has been seen to mistreat tiny segments; without it the bound is sound.
-        // Otherwise (or if that fails too) no bound is reported.
+        // The polish found an allocation better than the solver's bound allows: that
+        // bound is wrong. HiGHS's presolve has been seen to mistreat tiny segments, so
+        // HiGHS solves the model once more without it. Otherwise (or if the bound is
+        // contradicted again) no bound is reported.
         if solver == MipSolver::Highs && ctx.should_stop().is_none() {
             let second = self.attempt(ctx, solver, false)?;
             if !second.inconsistent {
-                return Ok(second.solution);
+                // The bound holds for the problem, whichever allocation is kept.
+                let mut solution = second.solution;
+                if first.phi < second.phi {
+                    solution.x = first.solution.x;
+                }
+                return Ok(solution);
             }
         }
         let mut solution = first.solution;
@@ -58,6 +64,8 @@ impl Solver for Milp {
 /// One model, solve and polish.
 struct Attempt {
     solution: Solution,
+    /// The allocation's objective `phi` (scaled, minimized, fixed costs included).
+    phi: f64,
     /// The polished point beats the solver's bound: the bound is invalid.
     inconsistent: bool,
 }
@@ -77,6 +85,7 @@ impl Milp {
         let names = ctx.compiled().layout().channels();
         let done = |solution: Solution| Attempt {
             solution,
+            phi: f64::INFINITY,
             inconsistent: false,
         };
         let model = match Formulation::build(ctx, self.config.max_error) {
@@ -189,6 +198,7 @@ impl Milp {
                 status,
                 bound,
             },
+            phi,
             inconsistent,
         })
     }
