@@ -1,9 +1,10 @@
 //! `cmaes` with default settings on the continuous example problems with at most 200
 //! variables, against the certified optima of `examples/problems/optima.json`.
 //!
-//! Release build (CI): quickstart, profit and scurve take well under a second each;
-//! retail_q4 (104 variables, 200 linear rows) takes 10 to 50 s depending on machine load.
-//! In a debug build retail_q4 is about 20 times slower.
+//! Release build (CI): quickstart, profit and scurve take well under a second together;
+//! retail_q4 (104 variables, 200 linear rows, about 270,000 evaluations) takes 20 to 40 s
+//! on a loaded 2-core machine. Debug build: the first three about a second; retail_q4 is
+//! slow there (minutes), run it in release.
 
 use atlas_core::{Compiled, OptimizationResult, Registry, SolveOptions, Status};
 
