@@ -128,6 +128,9 @@ pub enum Outcome {
     Refused,
     /// The solve returned an error.
     Error,
+    /// The solve returned no allocation within the benchmark's time limit (an optimizer
+    /// that has no feasible point yet when stopped); not a failure, but no result.
+    Timeout,
     /// Not run: the suite's time budget was spent.
     Skipped,
 }
@@ -140,6 +143,7 @@ impl Outcome {
             Outcome::Fail => "FAIL",
             Outcome::Refused => "refused",
             Outcome::Error => "ERROR",
+            Outcome::Timeout => "timeout",
             Outcome::Skipped => "skipped",
         }
     }
@@ -279,6 +283,8 @@ pub struct Summary {
     pub refused: usize,
     /// Solve errors.
     pub errors: usize,
+    /// No allocation within the time limit.
+    pub timeouts: usize,
     /// Skipped for time.
     pub skipped: usize,
     /// Wall time of the whole benchmark, seconds.
@@ -580,7 +586,7 @@ impl Report {
         )?;
         for r in &self.results {
             match r.outcome {
-                Outcome::Fail | Outcome::Error => writeln!(
+                Outcome::Fail | Outcome::Error | Outcome::Timeout => writeln!(
                     out,
                     "{} {} on {}: {}",
                     r.outcome.as_str(),
@@ -621,11 +627,12 @@ impl Report {
         }
         writeln!(
             out,
-            "{} pairs: {} ok, {} failed, {} errors, {} refused, {} skipped; {:.1} s in all",
+            "{} pairs: {} ok, {} failed, {} errors, {} timeouts, {} refused, {} skipped; {:.1} s in all",
             self.summary.pairs,
             self.summary.ok,
             self.summary.failed,
             self.summary.errors,
+            self.summary.timeouts,
             self.summary.refused,
             self.summary.skipped,
             self.summary.total_time_s

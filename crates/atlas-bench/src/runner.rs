@@ -233,6 +233,7 @@ pub fn summarize(results: &[ResultRow], total_time_s: f64) -> Summary {
         failed: count(Outcome::Fail),
         refused: count(Outcome::Refused),
         errors: count(Outcome::Error),
+        timeouts: count(Outcome::Timeout),
         skipped: count(Outcome::Skipped),
         total_time_s,
     }
@@ -297,22 +298,40 @@ fn problem_entry(
     }
 }
 
-/// One solve with the suite's limits; the wall time is measured around the whole call.
+/// One solve with the suite's limits; the wall time is measured around the whole call,
+/// and returned with an error too (to tell a solve stopped by the limit without an
+/// answer from other errors).
 fn solve(
     registry: &Registry,
     problem: &BenchProblem,
     config: &dyn atlas_core::SolverConfig,
     options: &Options,
     seed: u64,
-) -> Result<(OptimizationResult, f64), Error> {
+) -> (Result<OptimizationResult, Error>, f64) {
     let solve_options = SolveOptions {
         time_limit: Some(options.time_limit),
         seed: Some(seed),
         ..Default::default()
     };
     let t = Instant::now();
-    let result = registry.optimize(&problem.compiled, config, solve_options)?;
-    Ok((result, t.elapsed().as_secs_f64()))
+    let result = registry.optimize(&problem.compiled, config, solve_options);
+    (result, t.elapsed().as_secs_f64())
+}
+
+/// How an error ends a pair: a refusal, a time-out (the solve used most of the
+/// benchmark's time limit and returned no allocation), or an error.
+fn classify_error(e: &Error, elapsed: f64, options: &Options) -> (Outcome, String) {
+    match e {
+        Error::Unsupported { .. } => (Outcome::Refused, e.to_string()),
+        _ if elapsed >= 0.5 * options.time_limit.as_secs_f64() => (
+            Outcome::Timeout,
+            format!(
+                "no allocation within the benchmark's time limit of {} s: {e}",
+                options.time_limit.as_secs_f64()
+            ),
+        ),
+        _ => (Outcome::Error, e.to_string()),
+    }
 }
 
 /// Checks then times one (optimizer, problem) pair.
@@ -337,15 +356,11 @@ pub fn run_pair(
     // honest answer, not a failure.
     let (first, first_time) = match solve(registry, problem, config.as_ref(), options, options.seed)
     {
-        Ok(r) => r,
-        Err(e @ Error::Unsupported { .. }) => {
-            row.outcome = Outcome::Refused;
-            row.reason = Some(e.to_string());
-            return Ok(row);
-        }
-        Err(e) => {
-            row.outcome = Outcome::Error;
-            row.reason = Some(e.to_string());
+        (Ok(r), t) => (r, t),
+        (Err(e), t) => {
+            let (outcome, reason) = classify_error(&e, t, options);
+            row.outcome = outcome;
+            row.reason = Some(reason);
             return Ok(row);
         }
     };
@@ -377,10 +392,11 @@ pub fn run_pair(
     for i in 0..n {
         let seed = options.seed.wrapping_add(i as u64);
         let (result, wall) = match solve(registry, problem, config.as_ref(), options, seed) {
-            Ok(r) => r,
-            Err(e) => {
-                row.outcome = Outcome::Error;
-                row.reason = Some(format!("timed run {i}: {e}"));
+            (Ok(r), t) => (r, t),
+            (Err(e), t) => {
+                let (outcome, reason) = classify_error(&e, t, options);
+                row.outcome = outcome;
+                row.reason = Some(format!("timed run {i} (seed {seed}): {reason}"));
                 return Ok(row);
             }
         };
@@ -445,4 +461,63 @@ fn timing(runs: Vec<Run>) -> Option<Timing> {
         peak_memory_mb: runs.iter().map(|r| r.peak_memory_mb).fold(0.0, f64::max),
         per_run: runs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_at_the_time_limit_are_timeouts_not_failures() {
+        let options = Options::quick(); // 2 s per solve
+        let solver_error = Error::Solver {
+            optimizer: "milp".into(),
+            reason: "no feasible allocation yet".into(),
+        };
+        assert_eq!(
+            classify_error(&solver_error, 1.9, &options).0,
+            Outcome::Timeout
+        );
+        assert!(classify_error(&solver_error, 1.9, &options)
+            .1
+            .contains("time limit of 2 s"));
+        assert_eq!(
+            classify_error(&solver_error, 0.1, &options).0,
+            Outcome::Error
+        );
+        let refused = Error::Unsupported {
+            optimizer: "lbfgs".into(),
+            features: vec!["`spend_unit`".into()],
+            alternatives: vec![],
+        };
+        assert_eq!(classify_error(&refused, 1.9, &options).0, Outcome::Refused);
+    }
+
+    #[test]
+    fn timeouts_and_refusals_do_not_fail_the_run() {
+        let row = |outcome| ResultRow {
+            problem: "p".into(),
+            optimizer: "o".into(),
+            outcome,
+            reason: None,
+            check: None,
+            timing: None,
+            speed_vs_best_peer: None,
+        };
+        let rows = [
+            row(Outcome::Ok),
+            row(Outcome::Timeout),
+            row(Outcome::Refused),
+            row(Outcome::Skipped),
+        ];
+        let s = summarize(&rows, 1.0);
+        assert_eq!(
+            (s.pairs, s.ok, s.timeouts, s.refused, s.skipped),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!((s.failed, s.errors), (0, 0));
+        let rows = [row(Outcome::Error), row(Outcome::Fail)];
+        let s = summarize(&rows, 1.0);
+        assert_eq!((s.failed, s.errors), (1, 1));
+    }
 }

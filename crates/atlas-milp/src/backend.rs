@@ -10,6 +10,8 @@ pub(crate) struct RunSettings {
     pub mip_gap: f64,
     pub time_limit: Option<f64>,
     pub threads: usize,
+    /// Whether HiGHS may presolve (microlp has no presolve).
+    pub presolve: bool,
 }
 
 /// How a run ended.
@@ -109,10 +111,10 @@ fn run_highs(model: Lp, settings: RunSettings) -> Result<Outcome, String> {
 
     let Lp {
         vars,
+        columns,
         objective,
         constraints,
         is_mip,
-        ..
     } = model;
     let mut problem = vars.minimise(objective).using(good_lp::highs);
     for c in constraints {
@@ -139,6 +141,9 @@ fn run_highs(model: Lp, settings: RunSettings) -> Result<Outcome, String> {
     )?;
     if let Some(t) = settings.time_limit {
         option("time_limit", highs_model.try_set_option("time_limit", t))?;
+    }
+    if !settings.presolve {
+        option("presolve", highs_model.try_set_option("presolve", "off"))?;
     }
     let solved = highs_model
         .try_solve()
@@ -168,6 +173,9 @@ fn run_highs(model: Lp, settings: RunSettings) -> Result<Outcome, String> {
         | HighsModelStatus::PostsolveError
         | HighsModelStatus::ModelEmpty
         | HighsModelStatus::Unknown) => return Err(format!("HiGHS ended with status {status:?}")),
+        // The enum is non-exhaustive: a status added by a later version is not taken for
+        // success.
+        status => return Err(format!("HiGHS ended with an unrecognized status {status:?}")),
     };
     if !has_point {
         return if limit_reached {
@@ -177,6 +185,14 @@ fn run_highs(model: Lp, settings: RunSettings) -> Result<Outcome, String> {
         };
     }
     let values = solved.get_solution().columns().to_vec();
+    // good_lp hands HiGHS the variables in creation order, which the model relies on.
+    if values.len() != columns.len() {
+        return Err(format!(
+            "HiGHS returned {} columns for {} variables",
+            values.len(),
+            columns.len()
+        ));
+    }
     let objective = solved.objective_value();
     let bound = if is_mip {
         solved

@@ -11,7 +11,7 @@ use crate::solver::Milp;
 pub enum MipSolver {
     /// HiGHS when this build has it (feature `highs`), else microlp.
     Auto,
-    /// HiGHS (feature `highs`): parallel branch and cut, far stronger on hard models.
+    /// HiGHS (feature `highs`): branch and cut, robust on large models.
     Highs,
     /// microlp (feature `microlp`, the default): pure Rust, no system library.
     Microlp,
@@ -139,11 +139,15 @@ impl SolverConfig for MilpConfig {
             );
         }
         if !self.solver.available() {
-            let feature = self.solver.as_str();
+            let how = match self.solver {
+                MipSolver::Highs => "the Cargo feature `highs` of atlas-milp (`--features milp-highs` for the atlas binary), which builds HiGHS from source and needs cmake and libclang",
+                MipSolver::Microlp | MipSolver::Auto => "the Cargo feature `microlp` of atlas-milp",
+            };
             return bad(
                 "solver",
                 format!(
-                    "must be a solver this build includes: `{feature}` needs atlas-milp's Cargo feature `{feature}` (build with `--features milp-{feature}` in the atlas package, or `-p atlas-milp --features {feature}`); available here: {}",
+                    "must be a solver this build includes: `{}` needs {how}; available here: {}",
+                    self.solver.as_str(),
                     available_list()
                 ),
             );

@@ -3,11 +3,11 @@
 //! interpolant in the incremental form, and the activation rules with one binary per
 //! channel.
 //!
-//! Incremental form: `a = lo + sum_k d_k` with `0 <= d_k <= len_k`, and the curve's value
-//! `f(lo) + sum_k slope_k d_k`. Where the slopes do not increase (concave parts) a
-//! maximizing solver fills the segments in order by itself, so they are pure LP. Where
-//! they increase (an S-curve's convex part) binaries `z_k` enforce the order:
-//! `d_k >= len_k z_k` and `d_{k+1} <= len_{k+1} z_k`.
+//! Incremental form with fill fractions: `a = lo + sum_k len_k l_k` with `0 <= l_k <= 1`,
+//! and the curve's value `f(lo) + sum_k (f(p_{k+1}) - f(p_k)) l_k`. Where the slopes do not
+//! increase (concave parts) a maximizing solver fills the segments in order by itself, so
+//! they are pure LP. Where they increase (an S-curve's convex part) binaries `z_k` enforce
+//! the order: `l_k >= z_k` and `l_{k+1} <= z_k`.
 //!
 //! Everything is in the solver's scaled units (spend / budget, response / reference).
 
@@ -314,12 +314,13 @@ impl Formulation {
                 for (l, wl) in w[..lags(t)].iter().enumerate() {
                     a.add_mul(*wl, expr(&b.columns, spend[layout.index(c, t - l)]));
                 }
-                let d: Vec<usize> = (0..segments)
-                    .map(|k| b.continuous(0.0, p.length(k)))
-                    .collect();
-                for (k, &dk) in d.iter().enumerate() {
-                    a.add_mul(-1.0, b.columns[dk]);
-                    objective.add_mul(weight * p.slope(k), b.columns[dk]);
+                // Fill fractions in [0, 1] rather than lengths: segments near a steep
+                // start (power curves) are tiny, and bounds of 1e-8 sit at the solvers'
+                // feasibility tolerances, where presolve mistreats them.
+                let fill: Vec<usize> = (0..segments).map(|_| b.continuous(0.0, 1.0)).collect();
+                for (k, &fk) in fill.iter().enumerate() {
+                    a.add_mul(-p.length(k), b.columns[fk]);
+                    objective.add_mul(weight * (p.values[k + 1] - p.values[k]), b.columns[fk]);
                 }
                 constraints.push(a.eq(p.points[0]));
                 // Order of the leading segments whose slopes increase.
@@ -327,18 +328,15 @@ impl Formulation {
                 for k in 0..m {
                     let z = b.binary();
                     let zk = b.columns[z];
-                    constraints.push(Expression::from(b.columns[d[k]]).geq(p.length(k) * zk));
+                    constraints.push(Expression::from(b.columns[fill[k]]).geq(zk));
                     if k + 1 < m {
-                        constraints
-                            .push(Expression::from(b.columns[d[k + 1]]).leq(p.length(k + 1) * zk));
+                        constraints.push(Expression::from(b.columns[fill[k + 1]]).leq(zk));
                     } else {
                         let mut rest = Expression::with_capacity(segments - m);
-                        let mut room = 0.0;
-                        for (j, &dj) in d.iter().enumerate().skip(m) {
-                            rest += b.columns[dj];
-                            room += p.length(j);
+                        for &fj in &fill[m..] {
+                            rest += b.columns[fj];
                         }
-                        constraints.push(rest.leq(room * zk));
+                        constraints.push(rest.leq((segments - m) as f64 * zk));
                     }
                 }
             }

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use atlas_core::{Context, Error, Solution, Solver, Status};
 
 use crate::backend::{self, Outcome, RunSettings};
-use crate::config::MilpConfig;
+use crate::config::{MilpConfig, MipSolver};
 use crate::model::{BuildError, Formulation, MAX_SEGMENTS};
 use crate::polish;
 
@@ -32,16 +32,68 @@ impl Solver for Milp {
     }
 
     fn solve(&self, ctx: &Context<'_>) -> Result<Solution, Error> {
+        let solver = self.config.solver.resolve();
+        let first = self.attempt(ctx, solver, true)?;
+        if !first.inconsistent {
+            return Ok(first.solution);
+        }
+        // The polish found an allocation better than the solver's bound allows: that
+        // bound is wrong. HiGHS's presolve has been seen to mistreat tiny segments, so
+        // HiGHS solves the model once more without it. Otherwise (or if the bound is
+        // contradicted again) no bound is reported.
+        if solver == MipSolver::Highs && ctx.should_stop().is_none() {
+            let second = self.attempt(ctx, solver, false)?;
+            if !second.inconsistent {
+                // The bound holds for the problem, whichever allocation is kept.
+                let mut solution = second.solution;
+                if first.phi < second.phi {
+                    solution.x = first.solution.x;
+                }
+                return Ok(solution);
+            }
+        }
+        let mut solution = first.solution;
+        solution.bound = None;
+        if solution.status == Status::Optimal {
+            solution.status = Status::Converged;
+        }
+        Ok(solution)
+    }
+}
+
+/// One model, solve and polish.
+struct Attempt {
+    solution: Solution,
+    /// The allocation's objective `phi` (scaled, minimized, fixed costs included).
+    phi: f64,
+    /// The polished point beats the solver's bound: the bound is invalid.
+    inconsistent: bool,
+}
+
+impl Milp {
+    fn attempt(
+        &self,
+        ctx: &Context<'_>,
+        solver: MipSolver,
+        presolve: bool,
+    ) -> Result<Attempt, Error> {
         let fail = |reason: String| Error::Solver {
             optimizer: "milp".to_string(),
             reason,
         };
         let problem = ctx.problem();
         let names = ctx.compiled().layout().channels();
+        let done = |solution: Solution| Attempt {
+            solution,
+            phi: f64::INFINITY,
+            inconsistent: false,
+        };
         let model = match Formulation::build(ctx, self.config.max_error) {
             Ok(m) => m,
             // No whole number of units fits a variable's bounds: no allocation does.
-            Err(BuildError::NoUnitFits { .. }) => return Ok(Solution::new(problem.start().to_vec(), Status::Infeasible)),
+            Err(BuildError::NoUnitFits { .. }) => {
+                return Ok(done(Solution::new(problem.start().to_vec(), Status::Infeasible)))
+            }
             Err(BuildError::TooManySegments { channel, segments }) => {
                 return Err(fail(format!(
                     "channel `{}` needs more than {MAX_SEGMENTS} segments ({segments} so far) at max_error = {}; raise max_error",
@@ -73,15 +125,16 @@ impl Solver for Milp {
             // Solvers need a positive limit; a spent one stops them at once.
             time_limit: time_limit.map(|t| t.max(1e-3)),
             threads: self.config.threads,
+            presolve,
         };
-        let (values, bound_lin, limit_reached) = match backend::run(self.config.solver.resolve(), lp, settings).map_err(fail)? {
+        let (values, bound_lin, limit_reached) = match backend::run(solver, lp, settings).map_err(fail)? {
             Outcome::Solved {
                 values,
                 bound,
                 limit_reached,
                 ..
             } => (values, bound, limit_reached),
-            Outcome::Infeasible => return Ok(Solution::new(problem.start().to_vec(), Status::Infeasible)),
+            Outcome::Infeasible => return Ok(done(Solution::new(problem.start().to_vec(), Status::Infeasible))),
             Outcome::NoIncumbent => {
                 return Err(fail(format!(
                     "the time limit ({:.3} s) ran out before the mixed-integer solver found a feasible allocation; raise time_limit",
@@ -126,6 +179,7 @@ impl Solver for Milp {
         let lower = constant + bound_lin - error;
         let lower = lower - BOUND_MARGIN * (1.0 + lower.abs());
         let bound = lower.is_finite().then(|| problem.objective_from_phi(lower));
+        let inconsistent = phi < lower - 1e-12 * (1.0 + lower.abs());
         // Proven within the stated tolerance: the solver's gap plus twice the curve error
         // (the error can cost once in the solver's choice and once in the bound), plus
         // the margin; all in `phi` units.
@@ -138,10 +192,14 @@ impl Solver for Milp {
             None if phi - lower <= tolerance => Status::Optimal,
             None => Status::Converged,
         };
-        Ok(Solution {
-            x: u,
-            status,
-            bound,
+        Ok(Attempt {
+            solution: Solution {
+                x: u,
+                status,
+                bound,
+            },
+            phi,
+            inconsistent,
         })
     }
 }

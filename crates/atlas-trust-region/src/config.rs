@@ -22,7 +22,7 @@ pub struct TrustRegionConfig {
     /// this. Default `1e-9`; range `(0, 1)`.
     pub gtol: f64,
     /// Trust-region iterations at most (accepted and rejected steps), per start, over all
-    /// augmented-Lagrangian rounds. Default `2000`; range `>= 1`.
+    /// augmented-Lagrangian rounds. Default `10000`; range `>= 1`.
     pub max_iterations: u64,
     /// Trust radius of the first step. Default `1.0`; range `(0, max_tr_radius]`.
     pub initial_tr_radius: f64,
@@ -41,7 +41,7 @@ impl Default for TrustRegionConfig {
         Self {
             xtol: 1e-12,
             gtol: 1e-9,
-            max_iterations: 2_000,
+            max_iterations: 10_000,
             initial_tr_radius: 1.0,
             max_tr_radius: 1e4,
             multi_start: 1,

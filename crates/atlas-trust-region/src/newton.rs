@@ -1,16 +1,28 @@
 //! Trust-region Newton-CG over `{l <= u <= h, sum(u) = budget}` (or `<= budget`), the
 //! inner solver of the augmented Lagrangian.
 //!
-//! Each iteration fixes the variables that sit at a bound and that a projected-gradient
-//! step keeps there, and solves the trust-region subproblem on the other ("free")
-//! variables with argmin's [`Steihaug`] conjugate gradients. The Hessian it sees is
-//! [`ReducedHessian`], a matrix-free operator whose product is the model's exact
-//! Hessian-vector product, diagonally preconditioned and restricted to the free variables
-//! with the budget as an equality on them (`sum(d) = 0`). The step is projected onto
-//! bounds plus budget, and accepted or rejected by the ratio of actual to predicted
-//! decrease, which also steers the radius. argmin's own `TrustRegion` loop adds the step
-//! without a projection and has no gradient-based stop, so the loop lives here: it stops
-//! on the projected gradient (`gtol`), on the radius (`xtol`), or on the iteration limit.
+//! Each iteration follows Lin and Moré's TRON ("Newton's method for large
+//! bound-constrained optimization problems", 1999), with the budget added:
+//!
+//! 1. a generalized Cauchy point along the projected-gradient path `P(u - t g)`, with a
+//!    sufficient decrease of the quadratic model and inside the trust region;
+//! 2. a Newton step from there on the variables the Cauchy point leaves strictly inside
+//!    their bounds, with the budget as an equality on them (`sum(d) = 0`), by argmin's
+//!    [`Steihaug`] conjugate gradients on [`ReducedHessian`], a matrix-free operator whose
+//!    products are the exact Hessian-vector products of the function, diagonally
+//!    preconditioned (the same diagonal shapes the trust region);
+//! 3. the better of that step projected and that step cut at the first bound, if the model
+//!    is no worse there than at the Cauchy point (so every step decreases the model by a
+//!    fair share of what the projected gradient promises);
+//! 4. the ratio of actual to predicted decrease accepts the step and steers the radius.
+//!    When it fails, a search along the step itself (which stays feasible) looks for the
+//!    minimizer along it: the augmented Lagrangian is only once differentiable where a
+//!    rule's penalty switches on, and a step that crosses such a kink is often good up to
+//!    it.
+//!
+//! argmin's own `TrustRegion` loop adds the step without a projection and has no
+//! gradient-based stop, so the loop lives here: it stops on the projected gradient
+//! (`gtol`), on the radius (`xtol`), or on the iteration limit.
 
 use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
@@ -90,12 +102,24 @@ pub(crate) struct NewtonSettings {
     pub(crate) max_radius: f64,
 }
 
+/// A step may take a variable of a channel whose slope is unbounded at zero at most
+/// this close, relative to where it is, to its lower bound.
+const SINGULAR_KEEP: f64 = 0.5;
 /// Steps accepted when actual decrease >= `ETA` * predicted decrease.
 const ETA: f64 = 1e-4;
-/// Consecutive rejected steps after which a projected-gradient step is tried instead.
-const MAX_REJECTIONS: u32 = 6;
-/// Curvature band of the diagonal preconditioner, around the median curvature.
-const CURVATURE_BAND: f64 = 1e6;
+/// Largest relative residual at which conjugate gradients may stop (the forcing term is
+/// `min(this, sqrt(|r|))`): a loose one stops ill-conditioned subproblems (a stiff
+/// penalty next to flat directions) after a first, tiny, steepest-descent step.
+const FORCING_MAX: f64 = 0.1;
+/// Conjugate-gradient iterations per subproblem at most.
+const MAX_CG_ITERATIONS: u64 = 1000;
+/// Curvature band of the trust-region norm (and preconditioner), relative to the median
+/// curvature: variables may be up to this much stiffer than the median ...
+const STIFFEST: f64 = 1e6;
+/// ... and this much looser. Flat directions (linear pieces, saturated curves, the inactive
+/// side of a penalty) get no curvature from the model; a tighter floor keeps the region
+/// from letting them run far on a model that knows nothing about them.
+const LOOSEST: f64 = 1e-2;
 
 /// The trust-region Newton-CG inner solver. One instance serves one start: the radius and
 /// the iteration count carry over between the augmented-Lagrangian rounds.
@@ -123,8 +147,8 @@ impl InnerSolver for TrustRegionNewton {
 /// normal (`sum(S w) = 0`) when the budget binds. Matrix-free: each product is one exact
 /// Hessian-vector product of the model.
 pub(crate) struct ReducedHessian<'s> {
-    f: &'s dyn Smooth,
-    u: &'s [f64],
+    /// `v -> ∇²f(u) v` (the model's Hessian).
+    hessian: &'s dyn Fn(&[f64], &mut [f64]),
     scale: &'s [f64],
     normal: Option<&'s [f64]>,
     factor: f64,
@@ -155,7 +179,7 @@ impl ArgminDot<Vec<f64>, Vec<f64>> for ReducedHessian<'_> {
         remove_normal(&mut z, self.normal);
         z.iter_mut().zip(self.scale).for_each(|(x, s)| *x *= s);
         let mut out = vec![0.0; z.len()];
-        self.f.hessian_vector(self.u, &z, &mut out);
+        (self.hessian)(&z, &mut out);
         self.products.set(self.products.get() + 1);
         out.iter_mut()
             .zip(self.scale)
@@ -244,12 +268,245 @@ fn singular_variables(ctx: &Context<'_>, n: usize) -> Vec<bool> {
     }
 }
 
-/// What the Steihaug subproblem returned.
-struct NewtonStep {
-    /// Step in spend units (zero off the free variables).
-    d: Vec<f64>,
-    /// Its length in the preconditioned norm, `|w|`.
-    length: f64,
+/// The generalized Cauchy point.
+struct Cauchy {
+    /// The point `P(u - t g)`.
+    point: Vec<f64>,
+    /// The model's value there (relative to `f(u)`).
+    q: f64,
+    /// The path parameter `t`.
+    t: f64,
+}
+
+/// The quadratic model of `f` at `u`: `q(s) = g . s + s . H s / 2`, and the trust-region
+/// norm `|s|_D = sqrt(sum D_i s_i^2)`.
+struct Model<'m> {
+    f: &'m dyn Smooth,
+    u: &'m [f64],
+    g: &'m [f64],
+    metric: &'m [f64],
+    exact: bool,
+    budget: f64,
+}
+
+impl Model<'_> {
+    /// `H v` into `out`.
+    fn hessian_vector(&self, v: &[f64], out: &mut [f64]) {
+        self.f.hessian_vector(self.u, v, out);
+    }
+
+    /// `g . s`, rounding-safe along the budget (see [`slope_along`]).
+    fn slope(&self, s: &[f64]) -> f64 {
+        let moved: Vec<f64> = s.iter().zip(self.u).map(|(a, b)| a + b).collect();
+        slope_along(
+            self.g,
+            s,
+            keeps_total(self.u, &moved, self.budget, self.exact),
+        )
+    }
+
+    /// `q(point - u)` (one Hessian-vector product).
+    fn value(&self, point: &[f64]) -> f64 {
+        let s: Vec<f64> = point.iter().zip(self.u).map(|(p, a)| p - a).collect();
+        let mut hs = vec![0.0; s.len()];
+        self.hessian_vector(&s, &mut hs);
+        let q = self.slope(&s) + 0.5 * dot(&s, &hs);
+        if q.is_finite() {
+            q
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// `|s|_D`.
+    fn length(&self, s: &[f64]) -> f64 {
+        s.iter()
+            .zip(self.metric)
+            .map(|(a, m)| m * a * a)
+            .sum::<f64>()
+            .sqrt()
+    }
+}
+
+/// Where steps may go: `[lower, upper]` (lower bounds moved off zero for singular
+/// channels) and the budget.
+struct StepBounds<'b> {
+    lower: &'b [f64],
+    upper: &'b [f64],
+    budget: f64,
+    mode: BudgetMode,
+    exact: bool,
+}
+
+impl StepBounds<'_> {
+    /// The largest `alpha <= 1` with `x + alpha d` inside the bounds (and under a budget
+    /// cap).
+    fn first_hit(&self, x: &[f64], d: &[f64]) -> f64 {
+        let mut alpha = 1.0f64;
+        for i in 0..x.len() {
+            if d[i] < 0.0 {
+                alpha = alpha.min((x[i] - self.lower[i]).max(0.0) / -d[i]);
+            } else if d[i] > 0.0 {
+                alpha = alpha.min((self.upper[i] - x[i]).max(0.0) / d[i]);
+            }
+        }
+        if !self.exact {
+            let grow: f64 = d.iter().sum();
+            if grow > 0.0 {
+                let room = (self.budget - x.iter().sum::<f64>()).max(0.0);
+                alpha = alpha.min(room / grow);
+            }
+        }
+        alpha
+    }
+
+    /// Clamps `x` into the bounds (rounding at the first hit).
+    fn clamp(&self, x: &mut [f64]) {
+        for i in 0..x.len() {
+            x[i] = x[i].max(self.lower[i]).min(self.upper[i]);
+        }
+    }
+
+    fn project(&self, ctx: &Context<'_>, z: &[f64], out: &mut [f64], tau_hint: Option<f64>) {
+        ctx.evaluator().constraint_work(|| {
+            atlas_core::feasible::project_box_budget(
+                z,
+                self.lower,
+                self.upper,
+                self.budget,
+                self.mode,
+                out,
+                tau_hint,
+            )
+        });
+    }
+}
+
+/// A search for a sufficient decrease of `f` along a feasible step `u + alpha s`,
+/// `alpha` in `(0, 1]`, after the model failed at `alpha = 1`.
+struct LineSearch<'l> {
+    f: &'l dyn Smooth,
+    u: &'l [f64],
+    s: &'l [f64],
+    fx: f64,
+    /// `g . s < 0`.
+    slope: f64,
+    on_budget: bool,
+}
+
+/// A point found by [`LineSearch`].
+struct Found {
+    alpha: f64,
+    point: Vec<f64>,
+    value: f64,
+    gradient: Vec<f64>,
+}
+
+impl LineSearch<'_> {
+    /// `f(u + alpha s)`, its gradient, and the slope along `s` there.
+    fn at(&self, alpha: f64) -> Found {
+        let point: Vec<f64> = self
+            .u
+            .iter()
+            .zip(self.s)
+            .map(|(a, b)| a + alpha * b)
+            .collect();
+        let mut gradient = vec![0.0; point.len()];
+        let value = self.f.value_gradient(&point, &mut gradient);
+        Found {
+            alpha,
+            point,
+            value,
+            gradient,
+        }
+    }
+
+    fn slope_at(&self, found: &Found) -> f64 {
+        slope_along(&found.gradient, self.s, self.on_budget)
+    }
+
+    /// Armijo's test, on the trapezoid rule of the gradients when the decrease is below
+    /// the rounding of f.
+    fn sufficient(&self, found: &Found) -> bool {
+        if !found.value.is_finite() {
+            return false;
+        }
+        let alpha = found.alpha;
+        let mut decrease = self.fx - found.value;
+        if (alpha * self.slope).abs() < 1e-10 * self.fx.abs().max(1.0) {
+            decrease = -0.5 * alpha * (self.slope_at(found) + self.slope);
+        }
+        decrease >= -1e-4 * alpha * self.slope
+    }
+
+    /// When the slope along `s` has turned positive at `alpha = 1`, the minimizer along
+    /// the step lies inside: it is bracketed and found by safeguarded secant steps on the
+    /// slope (past a kink, where the model of the far side is right). Otherwise, or when
+    /// that fails, backtracking by quadratic interpolation. `None` when no point of
+    /// length above `xtol` decreases `f` enough.
+    fn run(&self, f_one: f64, g_one: &[f64], length: f64, xtol: f64) -> Option<Found> {
+        let one = Found {
+            alpha: 1.0,
+            point: Vec::new(),
+            value: f_one,
+            gradient: g_one.to_vec(),
+        };
+        let slope_one = self.slope_at(&one);
+        if f_one.is_finite() && slope_one > 0.0 {
+            let (mut lo, mut slope_lo) = (0.0, self.slope);
+            let (mut hi, mut slope_hi) = (1.0, slope_one);
+            let mut best: Option<Found> = None;
+            for _ in 0..12 {
+                let width = hi - lo;
+                let secant = lo - slope_lo * width / (slope_hi - slope_lo);
+                let alpha = secant.clamp(lo + 0.05 * width, hi - 0.05 * width);
+                let found = self.at(alpha);
+                let slope = self.slope_at(&found);
+                let good = self.sufficient(&found);
+                if good && slope.abs() <= 0.1 * self.slope.abs() {
+                    return Some(found);
+                }
+                if slope > 0.0 || !good {
+                    hi = alpha;
+                    slope_hi = if slope > 0.0 { slope } else { slope_hi };
+                } else {
+                    lo = alpha;
+                    slope_lo = slope;
+                }
+                if good && best.as_ref().is_none_or(|b| found.value < b.value) {
+                    best = Some(found);
+                }
+                if width * length < xtol {
+                    break;
+                }
+            }
+            if best.is_some() {
+                return best;
+            }
+        }
+        let mut alpha = 1.0;
+        let mut f_alpha = f_one;
+        for _ in 0..30 {
+            // Minimizer of the quadratic through f(u), its slope and f(u + alpha s), kept
+            // within [0.1, 0.5] of alpha.
+            let curvature = f_alpha - self.fx - alpha * self.slope;
+            let factor = if f_alpha.is_finite() && curvature > 0.0 {
+                (-self.slope * alpha / (2.0 * curvature)).clamp(0.1 * alpha, 0.5 * alpha) / alpha
+            } else {
+                0.1
+            };
+            alpha *= factor;
+            let found = self.at(alpha);
+            if self.sufficient(&found) {
+                return Some(found);
+            }
+            f_alpha = found.value;
+            if alpha * length < xtol {
+                break;
+            }
+        }
+        None
+    }
 }
 
 impl TrustRegionNewton {
@@ -264,6 +521,13 @@ impl TrustRegionNewton {
 
     /// Minimizes `f` from `u` (inside bounds plus budget) until the projected gradient is
     /// below `tolerance`.
+    ///
+    /// Each iteration follows Lin and Moré's TRON: a generalized Cauchy point along the
+    /// projected-gradient path `P(u - t g)` with sufficient decrease of the quadratic
+    /// model, then a Steihaug step on the variables the Cauchy point leaves strictly inside
+    /// their bounds, taken from the Cauchy point by a projected search that keeps the model
+    /// at least as low as there. Every step therefore decreases the model by a fair share
+    /// of what the projected gradient promises, and the ratio test decides on the radius.
     pub(crate) fn run(
         &mut self,
         f: &dyn Smooth,
@@ -286,12 +550,10 @@ impl TrustRegionNewton {
         }
         let mut diag = vec![0.0; n];
         let mut y = vec![0.0; n];
-        let mut trial = vec![0.0; n];
         let mut g_trial = vec![0.0; n];
-        let mut hs = vec![0.0; n];
         let mut step_lower = lower.to_vec();
         let mut tau_hint: Option<f64> = None;
-        let mut rejections = 0u32;
+        let mut cauchy_length: Option<f64> = None;
         loop {
             if let Some(s) = ctx.should_stop() {
                 return InnerOutcome::Stopped(s);
@@ -324,8 +586,8 @@ impl TrustRegionNewton {
                 None => 0.1 * (budget / n as f64) / gmax.max(1e-300),
             };
             // The projected-gradient step `P(u - probe g)` gives the convergence measure
-            // `|P(u - probe g) - u| / probe` (the reduced gradient, budget multiplier
-            // included, for variables away from their bounds) and the active set.
+            // `|P(u - probe g) - u| / probe`: the reduced gradient (budget multiplier
+            // included) for variables away from their bounds.
             let z: Vec<f64> = u.iter().zip(&g).map(|(a, b)| a - probe * b).collect();
             let proj = ev.project_box_budget(&z, &mut y, tau_hint);
             tau_hint = Some(proj.tau);
@@ -343,223 +605,354 @@ impl TrustRegionNewton {
             for i in 0..n {
                 step_lower[i] = if singular[i] && u[i] > lower[i] {
                     // Fraction to the boundary: at zero spend the slope of these curves is
-                    // unbounded, and a variable taken there would crawl back.
-                    lower[i] + 0.01 * (u[i] - lower[i])
+                    // unbounded (a variable taken there would crawl back), and near it no
+                    // quadratic model holds over a step that more than halves the spend.
+                    lower[i] + SINGULAR_KEEP * (u[i] - lower[i])
                 } else {
                     lower[i]
                 };
             }
-            let eps = |v: f64| 1e-14 * (1.0 + v.abs());
-            let at_lower: Vec<bool> = (0..n).map(|i| u[i] <= lower[i] + eps(lower[i])).collect();
-            let at_upper: Vec<bool> = (0..n).map(|i| u[i] >= upper[i] - eps(upper[i])).collect();
-            let mut free: Vec<bool> = (0..n)
-                .map(|i| {
-                    !((at_lower[i] && y[i] <= lower[i] + eps(lower[i]))
-                        || (at_upper[i] && y[i] >= upper[i] - eps(upper[i])))
-                })
-                .collect();
-            let total: f64 = u.iter().sum();
-            let binding =
-                exact || (proj.budget_binding && total >= budget - 1e-12 * budget.max(1.0));
-            // Preconditioner: variable i is measured by sqrt(D_i) |d_i| with D_i its
-            // curvature relative to the median, clamped to a band (flat or negatively
-            // curved directions would otherwise be unbounded, singular ones frozen).
-            let scale: Vec<f64> = match median {
+            // Trust-region norm: variable i weighted by its curvature relative to the
+            // median, clamped to a band (flat or negatively curved directions would
+            // otherwise be unbounded, singular ones frozen).
+            let metric: Vec<f64> = match median {
                 Some(m) => diag
                     .iter()
                     .map(|d| {
-                        let c = if d.is_finite() {
-                            d.abs() / m
-                        } else {
-                            CURVATURE_BAND
-                        };
-                        1.0 / c.clamp(1.0 / CURVATURE_BAND, CURVATURE_BAND).sqrt()
+                        let c = if d.is_finite() { d.abs() / m } else { STIFFEST };
+                        c.clamp(LOOSEST, STIFFEST)
                     })
                     .collect(),
                 None => vec![1.0; n],
             };
-            let newton = self.newton_step(
-                f, u, &g, &mut free, &at_lower, &at_upper, &scale, binding, pg,
-            );
             self.iterations += 1;
-            let mut accepted = false;
-            if let Some(step) = newton {
-                for i in 0..n {
-                    trial[i] = u[i] + step.d[i];
-                }
-                let inside = (0..n).all(|i| trial[i] >= step_lower[i] && trial[i] <= upper[i]);
-                let total_trial: f64 = trial.iter().sum();
-                let off_budget = if exact {
-                    (total_trial - budget).abs() > 1e-14 * budget.max(1.0)
-                } else {
-                    total_trial > budget
-                };
-                if !inside || off_budget {
-                    let zt = trial.clone();
-                    ev.constraint_work(|| {
-                        atlas_core::feasible::project_box_budget(
-                            &zt,
-                            &step_lower,
-                            upper,
-                            budget,
-                            mode,
-                            &mut trial,
-                            tau_hint,
-                        )
-                    });
-                }
-                let s: Vec<f64> = trial.iter().zip(u.iter()).map(|(t, a)| t - a).collect();
-                f.hessian_vector(u, &s, &mut hs);
-                let on_budget = keeps_total(u, &trial, budget, exact);
-                let pred = -(slope_along(&g, &s, on_budget) + 0.5 * dot(&s, &hs));
-                let ft = f.value_gradient(&trial, &mut g_trial);
-                let mut ared = fx - ft;
-                if pred.abs() < 1e-10 * fx.abs().max(1.0) {
-                    // Differences of f are lost in rounding at this scale: the trapezoid
-                    // rule on the gradients gives the decrease to third order instead.
-                    ared = -0.5
-                        * (slope_along(&g, &s, on_budget) + slope_along(&g_trial, &s, on_budget));
-                }
-                let rho = if pred > 0.0 && ft.is_finite() && g_trial.iter().all(|v| v.is_finite()) {
-                    ared / pred
-                } else {
-                    f64::NEG_INFINITY
-                };
-                if !pred.is_finite() {
-                    // No usable second-order model here: straight to the gradient step.
-                    rejections = MAX_REJECTIONS;
-                }
-                if rho < 0.25 {
-                    self.radius = 0.25 * step.length.min(self.radius);
-                } else if rho > 0.75 && step.length >= 0.99 * self.radius {
-                    self.radius = (2.0 * self.radius).min(self.settings.max_radius);
-                }
-                if rho > ETA {
-                    u.copy_from_slice(&trial);
-                    g.copy_from_slice(&g_trial);
-                    fx = ft;
-                    accepted = true;
-                    rejections = 0;
-                } else {
-                    rejections = (rejections + 1).min(MAX_REJECTIONS);
-                }
-            } else {
-                rejections = MAX_REJECTIONS;
-            }
-            if !accepted && (rejections >= MAX_REJECTIONS || self.radius < self.settings.xtol) {
-                // The model step keeps failing (or the radius fell below xtol): a
-                // projected-gradient step with backtracking always descends while the
-                // projected gradient is not zero.
+            let bounds = StepBounds {
+                lower: &step_lower,
+                upper,
+                budget,
+                mode,
+                exact,
+            };
+            let model = Model {
+                f,
+                u,
+                g: &g,
+                metric: &metric,
+                exact,
+                budget,
+            };
+            let start = cauchy_length.unwrap_or(probe);
+            let Some(cauchy) = self.cauchy_point(ctx, &model, &bounds, start, tau_hint) else {
+                // No model decrease along the projected-gradient path (a Hessian that is
+                // not finite, say): a projected-gradient step on f itself.
                 match self.gradient_step(f, ctx, u, &mut g, fx, probe, &step_lower, tau_hint) {
-                    Some((f_new, length)) => {
-                        let decrease = fx - f_new;
+                    Some((f_new, _)) => {
                         fx = f_new;
-                        rejections = 0;
-                        self.radius = self.radius.max(length).min(self.settings.max_radius);
-                        accepted = true;
-                        if self.radius < self.settings.xtol && decrease <= 1e-15 * fx.abs().max(1.0)
-                        {
-                            return InnerOutcome::Stalled;
+                        if let ControlFlow::Break(s) = f.report(u) {
+                            return InnerOutcome::Stopped(s);
                         }
+                        continue;
                     }
                     None => return InnerOutcome::Stalled,
                 }
+            };
+            cauchy_length = Some(cauchy.t);
+            let mut best = cauchy.point.clone();
+            let mut best_q = cauchy.q;
+            if let Some(d) = self.subspace_step(ctx, &model, &bounds, &cauchy) {
+                // From the Cauchy point along the Newton step: the full step projected,
+                // and the step cut at the first bound it meets (on which the model
+                // decreases, being the Steihaug path's); the better one if it is no worse
+                // than the Cauchy point, else the projected step halved until it is.
+                let mut trial = vec![0.0; n];
+                let z: Vec<f64> = cauchy.point.iter().zip(&d).map(|(c, di)| c + di).collect();
+                bounds.project(ctx, &z, &mut trial, tau_hint);
+                let q_full = model.value(&trial);
+                if q_full <= best_q {
+                    best.copy_from_slice(&trial);
+                    best_q = q_full;
+                }
+                let cut = bounds.first_hit(&cauchy.point, &d);
+                if cut < 1.0 && cut > 0.0 {
+                    for i in 0..n {
+                        trial[i] = cauchy.point[i] + cut * d[i];
+                    }
+                    bounds.clamp(&mut trial);
+                    let q_cut = model.value(&trial);
+                    if q_cut <= best_q {
+                        best.copy_from_slice(&trial);
+                        best_q = q_cut;
+                    }
+                }
+                if best_q == cauchy.q {
+                    let mut alpha = 0.5;
+                    for _ in 0..6 {
+                        let z: Vec<f64> = cauchy
+                            .point
+                            .iter()
+                            .zip(&d)
+                            .map(|(c, di)| c + alpha * di)
+                            .collect();
+                        bounds.project(ctx, &z, &mut trial, tau_hint);
+                        let q = model.value(&trial);
+                        if q <= best_q {
+                            best.copy_from_slice(&trial);
+                            best_q = q;
+                            break;
+                        }
+                        alpha *= 0.5;
+                    }
+                }
             }
+            let s: Vec<f64> = best.iter().zip(u.iter()).map(|(t, a)| t - a).collect();
+            let length = model.length(&s);
+            let pred = -best_q;
+            let mut ft = f.value_gradient(&best, &mut g_trial);
+            let on_budget = keeps_total(u, &best, budget, exact);
+            let mut ared = fx - ft;
+            if pred.abs() < 1e-10 * fx.abs().max(1.0) {
+                // Differences of f are lost in rounding at this scale: the trapezoid rule
+                // on the gradients gives the decrease to third order instead.
+                ared =
+                    -0.5 * (slope_along(&g, &s, on_budget) + slope_along(&g_trial, &s, on_budget));
+            }
+            let usable = pred > 0.0 && ft.is_finite() && g_trial.iter().all(|v| v.is_finite());
+            let rho = if usable {
+                ared / pred
+            } else {
+                f64::NEG_INFINITY
+            };
+            let radius_before = self.radius;
+            if rho < 0.25 {
+                self.radius = 0.25 * length.min(self.radius);
+            } else if rho > 0.75 && length >= 0.99 * self.radius {
+                self.radius = (2.0 * self.radius).min(self.settings.max_radius);
+            }
+            let mut accepted = rho > ETA;
+            let slope = model.slope(&s);
+            if !accepted && usable && slope < 0.0 {
+                // The model failed over the whole step (typically a penalty switching on
+                // part of the way): search along the step itself, which stays feasible.
+                // The radius then becomes the length that worked, instead of shrinking
+                // blindly.
+                let search = LineSearch {
+                    f,
+                    u,
+                    s: &s,
+                    fx,
+                    slope,
+                    on_budget,
+                };
+                if let Some(found) = search.run(ft, &g_trial, length, self.settings.xtol) {
+                    best.copy_from_slice(&found.point);
+                    g_trial.copy_from_slice(&found.gradient);
+                    ft = found.value;
+                    accepted = true;
+                    // The model held up to where the search stopped, and the failure was
+                    // along this step only: the radius stays.
+                    self.radius = (found.alpha * length)
+                        .max(radius_before)
+                        .min(self.settings.max_radius);
+                }
+            }
+            let decrease = if accepted { fx - ft } else { 0.0 };
             if accepted {
+                u.copy_from_slice(&best);
+                g.copy_from_slice(&g_trial);
+                fx = ft;
                 if let ControlFlow::Break(s) = f.report(u) {
                     return InnerOutcome::Stopped(s);
                 }
             }
+            if self.radius < self.settings.xtol && decrease <= 1e-15 * fx.abs().max(1.0) {
+                // Steps this short no longer decrease f at this precision.
+                return InnerOutcome::Stalled;
+            }
         }
     }
 
-    /// The Steihaug step on the free variables (variables at a bound that it pushes
-    /// outward are fixed and the step recomputed once). `None` when the subproblem has
-    /// nothing to work on or failed.
-    #[allow(clippy::too_many_arguments)]
-    fn newton_step(
+    /// The generalized Cauchy point: `P(u - t g)` for the largest `t` tried (doubling from
+    /// `start` while it succeeds, else halving) whose step is inside the trust region and
+    /// decreases the quadratic model by at least 1% of its slope. `None` when no `t`
+    /// gives such a step.
+    fn cauchy_point(
         &self,
-        f: &dyn Smooth,
-        u: &[f64],
-        g: &[f64],
-        free: &mut [bool],
-        at_lower: &[bool],
-        at_upper: &[bool],
-        scale: &[f64],
-        binding: bool,
-        pg: f64,
-    ) -> Option<NewtonStep> {
-        let n = u.len();
-        for pass in 0..2 {
-            let sc: Vec<f64> = (0..n)
-                .map(|i| if free[i] { scale[i] } else { 0.0 })
+        ctx: &Context<'_>,
+        model: &Model<'_>,
+        bounds: &StepBounds<'_>,
+        start: f64,
+        tau_hint: Option<f64>,
+    ) -> Option<Cauchy> {
+        let n = model.u.len();
+        let point_at = |t: f64, out: &mut Vec<f64>| {
+            let z: Vec<f64> = model
+                .u
+                .iter()
+                .zip(model.g)
+                .map(|(a, b)| a - t * b)
                 .collect();
-            let normal: Option<Vec<f64>> = if binding {
-                let len = norm(&sc);
-                (len > 0.0).then(|| sc.iter().map(|s| s / len).collect())
-            } else {
-                None
-            };
-            let mut gw: Vec<f64> = sc.iter().zip(g).map(|(s, gi)| s * gi).collect();
-            remove_normal(&mut gw, normal.as_deref());
-            let gamma = norm(&gw);
-            if !(gamma > 0.0 && gamma.is_finite()) {
+            bounds.project(ctx, &z, out, tau_hint);
+        };
+        let accept = |point: &[f64]| -> Option<f64> {
+            let s: Vec<f64> = point.iter().zip(model.u).map(|(p, a)| p - a).collect();
+            let slope = model.slope(&s);
+            if slope.is_nan() || slope >= 0.0 || model.length(&s) > self.radius {
                 return None;
             }
-            // Steihaug's tolerance is both relative to the first residual and absolute:
-            // the subproblem is divided by |g| so that the first residual has norm 1
-            // (the minimizer is unchanged).
-            gw.iter_mut().for_each(|v| *v /= gamma);
-            let products = Cell::new(0);
-            let non_finite = Cell::new(false);
-            let operator = ReducedHessian {
-                f,
-                u,
-                scale: &sc,
-                normal: normal.as_deref(),
-                factor: 1.0 / gamma,
-                last: RefCell::new(None),
-                products: &products,
-                non_finite: &non_finite,
-            };
-            // Inexact Newton: relative residual min(0.5, sqrt(|pg|)) gives superlinear
-            // convergence without solving far-off subproblems exactly.
-            let forcing = pg.sqrt().clamp(1e-10, 0.5);
-            let free_count = free.iter().filter(|f| **f).count() as u64;
-            let mut steihaug: Steihaug<Vec<f64>, f64> = Steihaug::new()
-                .with_epsilon(forcing)
-                .ok()?
-                .with_max_iters(free_count.clamp(1, 1000));
-            steihaug.set_radius(self.radius);
-            let result = Executor::new(Subproblem, steihaug)
-                .configure(
-                    |state: IterState<Vec<f64>, Vec<f64>, (), ReducedHessian<'_>, (), f64>| {
-                        state.gradient(gw).hessian(operator)
-                    },
-                )
-                .ctrlc(false)
-                .run()
-                .ok()?;
-            let mut state = result.state;
-            let mut w = state.take_param()?;
-            if non_finite.get() || w.iter().any(|v| !v.is_finite()) {
-                return None;
-            }
-            remove_normal(&mut w, normal.as_deref());
-            let length = norm(&w);
-            let d: Vec<f64> = w.iter().zip(&sc).map(|(a, s)| a * s).collect();
-            let mut changed = false;
-            for i in 0..n {
-                if free[i] && ((at_lower[i] && d[i] < 0.0) || (at_upper[i] && d[i] > 0.0)) {
-                    free[i] = false;
-                    changed = true;
+            let q = model.value(point);
+            (q <= 0.01 * slope).then_some(q)
+        };
+        let mut t = start;
+        let mut point = vec![0.0; n];
+        point_at(t, &mut point);
+        match accept(&point) {
+            Some(q) => {
+                // Extrapolate while the conditions hold and the point still moves.
+                let mut best = Cauchy {
+                    point: point.clone(),
+                    q,
+                    t,
+                };
+                for _ in 0..8 {
+                    t *= 2.0;
+                    point_at(t, &mut point);
+                    if point == best.point {
+                        break;
+                    }
+                    match accept(&point) {
+                        Some(q) if q <= best.q => {
+                            best = Cauchy {
+                                point: point.clone(),
+                                q,
+                                t,
+                            };
+                        }
+                        _ => break,
+                    }
                 }
+                Some(best)
             }
-            if !changed || pass == 1 {
-                return (length > 0.0).then_some(NewtonStep { d, length });
+            None => {
+                for _ in 0..60 {
+                    t *= 0.5;
+                    point_at(t, &mut point);
+                    if let Some(q) = accept(&point) {
+                        return Some(Cauchy { point, q, t });
+                    }
+                }
+                None
             }
         }
-        None
+    }
+
+    /// The Steihaug step from the Cauchy point on the variables it leaves strictly inside
+    /// their bounds, with the budget as an equality on them when it binds: it minimizes
+    /// the model `q(s_C + d)` whose gradient is `g + H s_C`. `None` when there is nothing
+    /// to do or the subproblem failed.
+    fn subspace_step(
+        &self,
+        ctx: &Context<'_>,
+        model: &Model<'_>,
+        bounds: &StepBounds<'_>,
+        cauchy: &Cauchy,
+    ) -> Option<Vec<f64>> {
+        let _ = ctx;
+        let n = model.u.len();
+        // Strictly inside, by a relative margin (an infinite bound has none).
+        let eps = |v: f64| {
+            if v.is_finite() {
+                1e-14 * (1.0 + v.abs())
+            } else {
+                0.0
+            }
+        };
+        let c = &cauchy.point;
+        let free: Vec<bool> = (0..n)
+            .map(|i| {
+                let (lo, hi) = (bounds.lower[i], bounds.upper[i]);
+                c[i] > lo + eps(lo) && c[i] < hi - eps(hi)
+            })
+            .collect();
+        let free_count = free.iter().filter(|f| **f).count();
+        if free_count == 0 {
+            return None;
+        }
+        // Model gradient at the Cauchy point.
+        let s_c: Vec<f64> = c.iter().zip(model.u).map(|(p, a)| p - a).collect();
+        let mut r = vec![0.0; n];
+        model.hessian_vector(&s_c, &mut r);
+        r.iter_mut().zip(model.g).for_each(|(ri, gi)| *ri += gi);
+        if r.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let total: f64 = c.iter().sum();
+        let mean_free: f64 =
+            (0..n).filter(|&i| free[i]).map(|i| r[i]).sum::<f64>() / free_count as f64;
+        // With a cap, the budget binds when it is reached and the model would spend more.
+        let binding = bounds.exact
+            || (total >= bounds.budget - 1e-12 * bounds.budget.max(1.0) && mean_free < 0.0);
+        let sc: Vec<f64> = (0..n)
+            .map(|i| {
+                if free[i] {
+                    1.0 / model.metric[i].sqrt()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let normal: Option<Vec<f64>> = if binding {
+            let len = norm(&sc);
+            (len > 0.0).then(|| sc.iter().map(|s| s / len).collect())
+        } else {
+            None
+        };
+        let mut gw: Vec<f64> = sc.iter().zip(&r).map(|(s, ri)| s * ri).collect();
+        remove_normal(&mut gw, normal.as_deref());
+        let gamma = norm(&gw);
+        if !(gamma > 0.0 && gamma.is_finite()) {
+            return None;
+        }
+        // Steihaug's tolerance is both relative to the first residual and absolute: the
+        // subproblem is divided by |r| so that the first residual has norm 1 (the
+        // minimizer is unchanged).
+        gw.iter_mut().for_each(|v| *v /= gamma);
+        let products = Cell::new(0);
+        let non_finite = Cell::new(false);
+        let hessian = |v: &[f64], out: &mut [f64]| model.hessian_vector(v, out);
+        let operator = ReducedHessian {
+            hessian: &hessian,
+            scale: &sc,
+            normal: normal.as_deref(),
+            factor: 1.0 / gamma,
+            last: RefCell::new(None),
+            products: &products,
+            non_finite: &non_finite,
+        };
+        // Inexact Newton: relative residual min(FORCING_MAX, sqrt(|r|)) gives superlinear
+        // convergence without solving far-off subproblems exactly.
+        let forcing = gamma.sqrt().clamp(1e-10, FORCING_MAX);
+        let mut steihaug: Steihaug<Vec<f64>, f64> = Steihaug::new()
+            .with_epsilon(forcing)
+            .ok()?
+            .with_max_iters((free_count as u64).clamp(1, MAX_CG_ITERATIONS));
+        steihaug.set_radius(self.radius);
+        let result = Executor::new(Subproblem, steihaug)
+            .configure(
+                |state: IterState<Vec<f64>, Vec<f64>, (), ReducedHessian<'_>, (), f64>| {
+                    state.gradient(gw).hessian(operator)
+                },
+            )
+            .ctrlc(false)
+            .run()
+            .ok()?;
+        let mut state = result.state;
+        let mut w = state.take_param()?;
+        if non_finite.get() || w.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        remove_normal(&mut w, normal.as_deref());
+        let d: Vec<f64> = w.iter().zip(&sc).map(|(a, s)| a * s).collect();
+        d.iter().any(|v| *v != 0.0).then_some(d)
     }
 
     /// A projected-gradient step `u + alpha (P(u - probe g) - u)` with Armijo backtracking
@@ -806,9 +1199,9 @@ mod tests {
         let scale = vec![1.0, 0.5, 0.0, 2.0]; // variable 2 fixed
         let len = norm(&scale);
         let normal: Vec<f64> = scale.iter().map(|s| s / len).collect();
+        let hessian = |v: &[f64], out: &mut [f64]| f.hessian_vector(&u, v, out);
         let op = ReducedHessian {
-            f: &f,
-            u: &u,
+            hessian: &hessian,
             scale: &scale,
             normal: Some(&normal),
             factor: 0.5,

@@ -98,12 +98,17 @@ impl Solver for TrustRegion {
                 optimizer: NAME.to_string(),
                 reason: "no starting point".to_string(),
             })?;
-        let status = if best.violation > tol && self.nonlinear_rows_unreachable(ctx, &best.u) {
-            Status::Infeasible
-        } else {
-            best.status
-        };
-        Ok(Solution::new(best.u, status))
+        if best.violation > tol {
+            if self.nonlinear_rows_unreachable(ctx, &best.u) {
+                return Ok(Solution::new(best.u, Status::Infeasible));
+            }
+            // Stopped before the rules were met (a limit): the best iterate that met them,
+            // if any, rather than an infeasible one.
+            if let Some((_, u)) = ctx.best() {
+                return Ok(Solution::new(u, best.status));
+            }
+        }
+        Ok(Solution::new(best.u, best.status))
     }
 }
 

@@ -75,7 +75,7 @@ fn scurve_local_from_one_start_global_from_several() {
     let single = solve(&compiled);
     assert_feasible(&compiled, &single);
     assert!(single.objective <= bound * (1.0 + 1e-12));
-    let multi = solve_with(&compiled, json!({ "multi_start": 8, "seed": 1 })).unwrap();
+    let multi = solve_with(&compiled, json!({ "multi_start": 16, "seed": 1 })).unwrap();
     assert_feasible(&compiled, &multi);
     assert!(multi.objective >= single.objective);
     assert!(
@@ -84,7 +84,7 @@ fn scurve_local_from_one_start_global_from_several() {
         multi.objective
     );
     // Same seed, same answer (starts are drawn from the seed, ties keep the earlier one).
-    let again = solve_with(&compiled, json!({ "multi_start": 8, "seed": 1 })).unwrap();
+    let again = solve_with(&compiled, json!({ "multi_start": 16, "seed": 1 })).unwrap();
     assert_eq!(again.objective, multi.objective);
 }
 
