@@ -14,7 +14,14 @@
 //! assert!((result.objective - 1_585_364.8228965725).abs() <= 1e-6 * result.objective);
 //! ```
 
-#[cfg(not(any(feature = "lbfgs", feature = "convex")))]
+#[cfg(not(any(
+    feature = "lbfgs",
+    feature = "trust-region",
+    feature = "convex",
+    feature = "tpe",
+    feature = "cmaes",
+    feature = "milp"
+)))]
 compile_error!(
     "Atlas needs at least one optimizer backend: enable one or more of the features \
      `lbfgs`, `trust-region`, `convex`, `tpe`, `cmaes`, `milp` \
@@ -23,17 +30,33 @@ compile_error!(
 
 pub use atlas_core::*;
 
+#[cfg(feature = "cmaes")]
+pub use atlas_cmaes;
 #[cfg(feature = "convex")]
 pub use atlas_convex;
 #[cfg(feature = "lbfgs")]
 pub use atlas_lbfgs;
+#[cfg(feature = "milp")]
+pub use atlas_milp;
+#[cfg(feature = "tpe")]
+pub use atlas_tpe;
+#[cfg(feature = "trust-region")]
+pub use atlas_trust_region;
 
 /// Registers every optimizer enabled by this build's features into `registry`.
 pub fn register_enabled(registry: &mut Registry) -> Result<(), Error> {
     #[cfg(feature = "lbfgs")]
     atlas_lbfgs::register(registry)?;
+    #[cfg(feature = "trust-region")]
+    atlas_trust_region::register(registry)?;
     #[cfg(feature = "convex")]
     atlas_convex::register(registry)?;
+    #[cfg(feature = "tpe")]
+    atlas_tpe::register(registry)?;
+    #[cfg(feature = "cmaes")]
+    atlas_cmaes::register(registry)?;
+    #[cfg(feature = "milp")]
+    atlas_milp::register(registry)?;
     let _ = &registry;
     Ok(())
 }

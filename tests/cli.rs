@@ -238,7 +238,11 @@ fn the_registry_holds_the_enabled_backends_and_their_defaults_round_trip() {
     let mut expected: Vec<&str> = Vec::new();
     for (enabled, name) in [
         (cfg!(feature = "lbfgs"), "lbfgs"),
+        (cfg!(feature = "trust-region"), "trust-region"),
         (cfg!(feature = "convex"), "convex"),
+        (cfg!(feature = "tpe"), "tpe"),
+        (cfg!(feature = "cmaes"), "cmaes"),
+        (cfg!(feature = "milp"), "milp"),
     ] {
         if enabled {
             expected.push(name);

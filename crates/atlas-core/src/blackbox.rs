@@ -2,12 +2,16 @@
 //! cube map onto the feasible set through the exact projection, so that every point a
 //! search evaluates satisfies bounds, budget and linear rows.
 //!
-//! `x(v) = P(l + v * (h - l))` for `v` in `[0, 1]^n`, where `l` and `h` are the variable
-//! bounds (an infinite upper bound is replaced by what the budget allows) and `P` is the
-//! Euclidean projection onto the whole scaled feasible set. Every feasible `x` is reached,
-//! by `v = (x - l) / (h - l)` (on which `P` is the identity), so no part of the feasible set
-//! is lost; [`CubeMap::map`] also returns how far the projection moved the point, which a
-//! search may add as a small penalty to stay near the feasible region.
+//! `x(v) = P(P_X(l + v * (h - l)))` for `v` in `[0, 1]^n`, where `l` and `h` are the
+//! variable bounds (an infinite upper bound is replaced by what the budget allows), `P_X`
+//! is the exact projection onto bounds plus budget and `P` the Euclidean projection onto
+//! the whole scaled feasible set. The first stage brings a cube point, which may hold many
+//! budgets' worth of spend, onto the budget cheaply; from there the second converges in a
+//! few Newton steps (projecting far points directly onto many coupled rows is much slower).
+//! Both stages are the identity on feasible points, so every feasible `x` is reached, by
+//! `v = (x - l) / (h - l)`, and no part of the feasible set is lost; [`CubeMap::map`] also
+//! returns how far the map moved the point, which a search may add as a small penalty to
+//! stay near the feasible region.
 
 use crate::feasible::{ProjectionFailure, ProjectionWorkspace};
 use crate::scaled::Scaled;

@@ -867,7 +867,20 @@ impl<'a> DualNewton<'a> {
                 .map(|j| point.y[j] > set.lower[j] && point.y[j] < set.upper[j])
                 .collect();
             let nfree = free.iter().filter(|f| **f).count();
-            let active: Vec<usize> = (0..self.m).filter(|&i| grad[i].is_some()).collect();
+            // Bertsekas' epsilon-active set: a multiplier within `err` of zero whose
+            // gradient pulls it to zero goes there directly rather than through the Newton
+            // system, which would otherwise zigzag around the kink.
+            let eps = err.min(1e-3);
+            let to_zero: Vec<bool> = (0..self.m)
+                .map(|i| {
+                    let l = lambda[i];
+                    let (lo, hi) = (set.rows.lower[i], set.rows.upper[i]);
+                    lo != hi && l != 0.0 && l.abs() <= eps && grad[i].is_some_and(|g| g * l < 0.0)
+                })
+                .collect();
+            let active: Vec<usize> = (0..self.m)
+                .filter(|&i| grad[i].is_some() && !to_zero[i])
+                .collect();
             let g: Vec<f64> = active.iter().map(|&i| grad[i].unwrap_or(0.0)).collect();
             // Damping that stops paying off (no halving of the residual in 8 iterations) is
             // cut: on infeasible rows the multipliers then diverge quickly along the
@@ -880,7 +893,9 @@ impl<'a> DualNewton<'a> {
                 checkpoint_err = err;
             }
             let d_active = self.newton_direction(&active, &g, &free, nfree, point.binding, damping);
-            let mut direction = vec![0.0; self.m];
+            let mut direction: Vec<f64> = (0..self.m)
+                .map(|i| if to_zero[i] { -lambda[i] } else { 0.0 })
+                .collect();
             for (k, &i) in active.iter().enumerate() {
                 direction[i] = d_active[k];
             }
@@ -1102,8 +1117,11 @@ impl<'a> DualNewton<'a> {
                 return Some((trial, p));
             }
             // Near the solution the dual's gains fall below its rounding, and Armijo cannot
-            // see them: accept a full step that halves the residual (Newton's local rule).
-            if alpha == 1.0 {
+            // see them: accept a full step that halves the residual (Newton's local rule)
+            // as long as the dual did not fall by more than rounding (else steps could
+            // cycle between two points).
+            let rounding = 1e-12 * (1.0 + point.value.abs());
+            if alpha == 1.0 && p.value >= point.value - rounding {
                 let before = self.residual(lambda, point);
                 let after = self.residual(&trial, &p);
                 if after <= 0.5 * before {
