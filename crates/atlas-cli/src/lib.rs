@@ -413,7 +413,9 @@ fn print_result(
         "peak memory    {:>18}",
         format!("{:.1} MiB", m.peak_memory_mb)
     )?;
-    Ok(())
+    // An `infeasible` status (or a limit hit before the rules were met) says which rules
+    // the returned plan breaks.
+    write_violations(out, compiled, &x)
 }
 
 /// Per channel: total, share of spend, response, average and marginal ROI.
@@ -502,16 +504,24 @@ fn print_evaluation(
         format!("{:.3e}", e.max_violation),
         if e.feasible { "feasible" } else { "INFEASIBLE" }
     )?;
-    let violations = compiled.violations(x, compiled.feasibility_tolerance());
-    if !violations.is_empty() {
-        writeln!(out)?;
-        writeln!(out, "violated rules ({}):", violations.len())?;
-        for v in violations.iter().take(20) {
-            writeln!(out, "  {:>14}  {}", format!("{:.4e}", v.amount), v.what)?;
-        }
-        if violations.len() > 20 {
-            writeln!(out, "  ... and {} more", violations.len() - 20)?;
-        }
+    write_violations(out, compiled, x)
+}
+
+/// The rules `x` violates beyond the feasibility tolerance, largest first (none printed
+/// when it meets them all).
+fn write_violations(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> std::io::Result<()> {
+    let mut violations = compiled.violations(x, compiled.feasibility_tolerance());
+    if violations.is_empty() {
+        return Ok(());
+    }
+    violations.sort_by(|a, b| b.amount.total_cmp(&a.amount));
+    writeln!(out)?;
+    writeln!(out, "violated rules ({}):", violations.len())?;
+    for v in violations.iter().take(20) {
+        writeln!(out, "  {:>14}  {}", format!("{:.4e}", v.amount), v.what)?;
+    }
+    if violations.len() > 20 {
+        writeln!(out, "  ... and {} more", violations.len() - 20)?;
     }
     Ok(())
 }

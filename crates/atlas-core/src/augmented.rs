@@ -21,8 +21,12 @@ use crate::solver::Status;
 pub struct AlmSettings {
     /// Final tolerance of the inner solves (projected gradient, scaled units).
     pub gradient_tolerance: f64,
-    /// Largest violation of a row accepted as satisfied (scaled units: budget = 1).
+    /// Largest violation of a linear row accepted as satisfied (scaled units: budget = 1);
+    /// what is left is removed by the final projection.
     pub feasibility_tolerance: f64,
+    /// Largest violation of a nonlinear row accepted as satisfied (relative to its scale);
+    /// tighter, since no projection repairs these.
+    pub nonlinear_tolerance: f64,
     /// Outer iterations at most.
     pub max_outer_iterations: usize,
     /// Initial penalty.
@@ -36,6 +40,7 @@ impl Default for AlmSettings {
         Self {
             gradient_tolerance: 1e-9,
             feasibility_tolerance: 1e-10,
+            nonlinear_tolerance: 1e-12,
             max_outer_iterations: 60,
             initial_penalty: 10.0,
             max_penalty: 1e10,
@@ -362,6 +367,12 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
 
     /// Largest violation of the linear and nonlinear rows at `u` (scaled units).
     pub fn violation(&self, u: &[f64]) -> f64 {
+        let (linear, nonlinear) = self.violations(u);
+        linear.max(nonlinear)
+    }
+
+    /// Largest violations at `u` of the linear rows and of the nonlinear rows, apart.
+    pub fn violations(&self, u: &[f64]) -> (f64, f64) {
         self.evaluate(u);
         let cache = self.cache.borrow();
         let c = cache.as_ref().expect("evaluated above");
@@ -369,10 +380,10 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         let linear = (0..rows.len())
             .map(|i| rows.residual(i, c.row_values[i]))
             .fold(0.0, f64::max);
-        linear.max(
-            self.problem
-                .nonlinear_violation(c.model_value, u.iter().sum()),
-        )
+        let nonlinear = self
+            .problem
+            .nonlinear_violation(c.model_value, u.iter().sum());
+        (linear, nonlinear)
     }
 
     /// Reports an accepted inner step at `u` to the context (objective, feasibility).
@@ -467,17 +478,16 @@ pub fn solve(
             status = s;
             break;
         }
-        let violation = al.violation(&u);
+        let (linear, nonlinear) = al.violations(&u);
+        let satisfied =
+            linear <= settings.feasibility_tolerance && nonlinear <= settings.nonlinear_tolerance;
         let measure = al.update_multipliers(&u);
         let inner_done = tolerance <= settings.gradient_tolerance;
-        if violation <= settings.feasibility_tolerance && measure <= 1e-8 && inner_done {
+        if satisfied && measure <= 1e-8 && inner_done {
             status = Status::Converged;
             break;
         }
-        if violation <= settings.feasibility_tolerance
-            && inner_done
-            && outcome == InnerOutcome::Stalled
-        {
+        if satisfied && inner_done && outcome == InnerOutcome::Stalled {
             status = Status::Converged;
             break;
         }
@@ -491,10 +501,13 @@ pub fn solve(
             break;
         }
     }
-    // Remove what violation is left of the linear rows by an exact projection.
+    // Remove what violation is left of the linear rows by an exact projection, unless it
+    // costs more on the nonlinear rows than it saves on the linear ones.
     let mut projected = u.clone();
     let mut ws = ProjectionWorkspace::default();
-    if ctx.evaluator().project(&u, &mut projected, &mut ws).is_ok() {
+    if ctx.evaluator().project(&u, &mut projected, &mut ws).is_ok()
+        && al.violation(&projected) <= al.violation(&u).max(10.0 * settings.feasibility_tolerance)
+    {
         u = projected;
     }
     AlmResult {

@@ -8,8 +8,8 @@ use common::*;
 
 /// One period, budget only, concave curves with invertible slopes: the optimum is the
 /// water-filling point `f_i'(x_i) = lambda` (clamped to the bounds) with `sum x = B`,
-/// found here by bisection on `lambda`. `lbfgs` stops 1.3e-3 short of it on this
-/// problem (exponential channel saturating next to a log channel at zero).
+/// found here by bisection on `lambda`. (An early `lbfgs` stopped 1.3e-3 short of it:
+/// an exponential channel saturating next to a log channel at zero.)
 #[test]
 fn water_filling_optimum_on_saturating_curves() {
     let budget = 1342460.12051684;
@@ -97,8 +97,9 @@ fn water_filling_optimum_on_saturating_curves() {
 
 /// `min_spend` whose optimum sits on kinks of the augmented Lagrangian (the response
 /// target, max_change and channel minimums all binding). The problem is convex (concave
-/// curves), so its optimal spend is unique: 1648.8154240042393 by `lbfgs`
-/// (`atlas optimize tests/problems/min_spend_kinks.toml --optimizer lbfgs`).
+/// curves), so its optimal spend is unique: 1648.815413778537, certified by `convex`
+/// (`atlas optimize tests/problems/min_spend_kinks.toml --optimizer convex`, proven gap
+/// below 1e-9).
 #[test]
 fn min_spend_along_penalty_kinks() {
     let compiled = atlas_core::Compiled::from_path(
@@ -110,7 +111,7 @@ fn min_spend_along_penalty_kinks() {
     assert_eq!(result.status, Status::Converged);
     assert_feasible(&compiled, &result);
     assert!(
-        rel(result.objective, 1648.8154240042393) <= 1e-6,
+        rel(result.objective, 1648.815413778537) <= 1e-6,
         "{}",
         result.objective
     );
