@@ -120,24 +120,6 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         self.ctx
     }
 
-    /// The penalty parameter `rho` of the current round.
-    pub fn penalty(&self) -> f64 {
-        self.penalty
-    }
-
-    /// The multipliers of the linear rows in the current round (positive when the upper
-    /// limit binds, negative for the lower one): with [`penalty`](Self::penalty) they say
-    /// where each row's penalty switches on, which second-order inner solvers use to
-    /// anticipate it.
-    pub fn row_multipliers(&self) -> &[f64] {
-        &self.row_multipliers
-    }
-
-    /// The multipliers (`>= 0`) of the nonlinear rows in the current round.
-    pub fn nonlinear_multipliers(&self) -> &[f64] {
-        &self.nonlinear_multipliers
-    }
-
     /// Number of variables.
     pub fn dim(&self) -> usize {
         self.problem.dim()

@@ -38,6 +38,7 @@ pub mod functions;
 mod layout;
 pub mod memory;
 pub mod model;
+pub mod multistart;
 mod observer;
 mod optimize;
 pub mod problem;

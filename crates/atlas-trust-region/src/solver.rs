@@ -4,10 +4,7 @@
 //! model is concave.
 
 use atlas_core::augmented::{self, AlmSettings};
-use atlas_core::feasible::ProjectionWorkspace;
-use atlas_core::{Context, Error, Solution, Solver, Status};
-use rand::Rng;
-use rayon::prelude::*;
+use atlas_core::{multistart, Context, Error, Solution, Solver, Status};
 
 use crate::config::{TrustRegionConfig, NAME};
 use crate::newton::{box_budget_linear_max, NegatedRow, NewtonSettings, Smooth, TrustRegionNewton};
@@ -33,35 +30,20 @@ impl TrustRegion {
     }
 }
 
-struct Run {
-    u: Vec<f64>,
-    status: Status,
-    phi: f64,
-    violation: f64,
-}
-
 impl Solver for TrustRegion {
     fn name(&self) -> &str {
         NAME
     }
 
     fn solve(&self, ctx: &Context<'_>) -> Result<Solution, Error> {
-        let starts = self.starts(ctx);
+        let starts = multistart::starts(ctx, self.config.multi_start, self.config.seed);
         let settings = AlmSettings {
             gradient_tolerance: self.config.gtol,
             ..AlmSettings::default()
         };
-        let run = |start: &Vec<f64>| -> Run {
+        let best = multistart::best_of(ctx, &starts, |start| {
             let mut inner = TrustRegionNewton::new(self.newton_settings());
             let result = augmented::solve(ctx, start, &settings, &mut inner);
-            let ev = ctx.evaluator();
-            let problem = ctx.problem();
-            let model = ev.model_value(&result.u);
-            let spend: f64 = result.u.iter().sum();
-            let phi = problem.objective().value(model, spend);
-            let violation = ev
-                .constraint_work(|| problem.feasible_set().max_violation(&result.u))
-                .max(problem.nonlinear_violation(model, spend));
             // The augmented Lagrangian calls a stalled inner solve converged; one that ran
             // out of iterations is not.
             let status = if result.status == Status::Converged && inner.hit_iteration_limit {
@@ -69,36 +51,13 @@ impl Solver for TrustRegion {
             } else {
                 result.status
             };
-            Run {
-                u: result.u,
-                status,
-                phi,
-                violation,
-            }
-        };
-        let runs: Vec<Run> = if starts.len() == 1 {
-            vec![run(&starts[0])]
-        } else {
-            starts.par_iter().map(run).collect()
-        };
-        // Feasible runs first (to a tolerance well inside the contract's), then the best
-        // objective; ties keep the earlier start, so results do not depend on threads.
-        let tol = 1e-8;
-        let best = runs
-            .into_iter()
-            .reduce(|a, b| {
-                let (fa, fb) = (a.violation <= tol, b.violation <= tol);
-                if fb && !fa || (fa == fb && (b.phi < a.phi || !fa && b.violation < a.violation)) {
-                    b
-                } else {
-                    a
-                }
-            })
-            .ok_or_else(|| Error::Solver {
-                optimizer: NAME.to_string(),
-                reason: "no starting point".to_string(),
-            })?;
-        if best.violation > tol {
+            (result.u, status)
+        })
+        .ok_or_else(|| Error::Solver {
+            optimizer: NAME.to_string(),
+            reason: "no starting point".to_string(),
+        })?;
+        if !best.feasible() {
             if self.nonlinear_rows_unreachable(ctx, &best.u) {
                 return Ok(Solution::new(best.u, Status::Infeasible));
             }
@@ -113,35 +72,6 @@ impl Solver for TrustRegion {
 }
 
 impl TrustRegion {
-    /// The even split (projected), then random allocations: alternately spread
-    /// (Dirichlet(1) weights) and concentrated (cubed exponential weights, which put most
-    /// of the budget on a few channels: what S-curves need), each projected onto the
-    /// feasible set.
-    fn starts(&self, ctx: &Context<'_>) -> Vec<Vec<f64>> {
-        let problem = ctx.problem();
-        let set = problem.feasible_set();
-        let mut starts = vec![problem.start().to_vec()];
-        let n = problem.dim();
-        let mut ws = ProjectionWorkspace::default();
-        for k in 1..self.config.multi_start {
-            let mut rng = ctx.rng(self.config.seed, k as u64);
-            let power = if k % 2 == 1 { 1 } else { 3 };
-            let w: Vec<f64> = (0..n)
-                .map(|_| {
-                    let e = -(1.0 - rng.random::<f64>()).ln();
-                    e.powi(power)
-                })
-                .collect();
-            let total: f64 = w.iter().sum();
-            let z: Vec<f64> = w.iter().map(|v| v / total * set.budget()).collect();
-            let mut u = vec![0.0; n];
-            if ctx.evaluator().project(&z, &mut u, &mut ws).is_ok() {
-                starts.push(u);
-            }
-        }
-        starts
-    }
-
     /// Whether some nonlinear row violated at `u` is proven out of reach: with a concave
     /// model, its left-hand side `c` is concave, so for any point `v` of bounds plus
     /// budget `B`, `max_B c <= c(v) + max_{y in B} ∇c(v) . (y - v)` (a linear program over
