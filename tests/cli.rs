@@ -57,6 +57,35 @@ fn optimize_prints_a_table_per_channel() {
 }
 
 #[test]
+fn a_local_method_on_s_curves_warns_and_names_what_finds_the_global_optimum() {
+    let (code, _, err) = atlas(&["optimize", &problem("scurve.toml")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("local optimum"), "{err}");
+    assert!(err.contains("display"), "{err}");
+    assert!(err.contains("--optimizer milp"), "{err}");
+    assert!(err.contains("multi_start=16"), "{err}");
+    // Several starts: the note no longer proposes them.
+    let (code, _, err) = atlas(&[
+        "optimize",
+        &problem("scurve.toml"),
+        "--set",
+        "multi_start=4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("local optimum") && !err.contains("multi_start"),
+        "{err}"
+    );
+    // Concave curves, or a method that proves its answer: no note.
+    let (code, _, err) = atlas(&["optimize", &problem("quickstart.toml")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("local optimum"), "{err}");
+    let (code, _, err) = atlas(&["optimize", &problem("scurve.toml"), "-O", "milp"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("local optimum"), "{err}");
+}
+
+#[test]
 fn optimize_json_and_output_file_are_the_contract_result() {
     let dir = common::temp_dir("cli-json");
     let output = dir.join("result.json");

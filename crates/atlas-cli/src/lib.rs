@@ -61,7 +61,7 @@ enum Command {
         /// Output on stdout.
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
-        /// No progress on stderr.
+        /// No progress or notes on stderr.
         #[arg(long, short = 'q')]
         quiet: bool,
     },
@@ -163,6 +163,11 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
                 ));
             }
             let result = registry.optimize(&compiled, config.as_ref(), options)?;
+            if !quiet {
+                if let Some(note) = local_optimum_note(&compiled, config.as_ref(), registry) {
+                    eprintln!("{note}");
+                }
+            }
             if let Some(path) = &output {
                 write_atomically(path, &to_json(&result)?)?;
             }
@@ -323,6 +328,52 @@ fn resolve_config(
         settings.insert(key.to_string(), value);
     }
     registry.config(&name, settings)
+}
+
+/// A warning for a local gradient method on S-shaped curves: its answer is a local
+/// optimum that may be far from the global one, and nothing in the result says so.
+/// Names the channels and what finds the global optimum. `None` when it does not apply.
+fn local_optimum_note(
+    compiled: &Compiled,
+    config: &dyn SolverConfig,
+    registry: &Registry,
+) -> Option<String> {
+    let caps = config.capabilities();
+    if !caps.needs_gradient || caps.proves_bound {
+        return None;
+    }
+    let mmm = compiled.mmm()?;
+    let channels: Vec<&str> = mmm
+        .nonconcave_channels()
+        .into_iter()
+        .map(|c| compiled.layout().channels()[c].as_str())
+        .collect();
+    if channels.is_empty() {
+        return None;
+    }
+    let mut remedies = Vec::new();
+    if registry.contains("milp") {
+        remedies.push("`--optimizer milp` (global optimum with a bound)".to_string());
+    }
+    let single_start = serde_json::to_value(config)
+        .ok()
+        .and_then(|v| v.get("multi_start").and_then(Value::as_u64))
+        == Some(1);
+    if single_start {
+        remedies.push("`--set multi_start=16` (several starts)".to_string());
+    }
+    if registry.contains("cmaes") {
+        remedies.push("`--optimizer cmaes`".to_string());
+    }
+    let mut note = format!(
+        "note: S-shaped curves (hill with s > 1) on {}: `{}` returns a local optimum, which may be short of the global one",
+        channels.join(", "),
+        config.name()
+    );
+    if !remedies.is_empty() {
+        note.push_str(&format!("; try {}", remedies.join(" or ")));
+    }
+    Some(note)
 }
 
 /// `lbfgs` when this build has it, else the first registered optimizer.
