@@ -137,7 +137,7 @@ fn run() -> Result<(), Error> {
             x.iter().map(|v| v.round()).collect::<Vec<_>>()
         );
         assert!(compiled.is_feasible(&x));
-        if name == "lbfgs" {
+        if name == "lbfgs" || name == "trust-region" {
             check_optimality(&compiled, &x);
         }
     }

@@ -118,14 +118,18 @@ impl<'a> Evaluator<'a> {
         v
     }
 
-    /// `∇²R_s(u) v` into `out` (NaN for a model without Hessian products).
+    /// `∇²R_s(u) v` into `out`: the model's own product when it has one, else a
+    /// finite difference of its gradients (see [`fd_hessian_vector`]); NaN for a model
+    /// without gradients.
     pub fn model_hessian_vector(&self, u: &[f64], v: &[f64], out: &mut [f64]) {
         let t = Instant::now();
-        if self.problem.model().hessian_vector(u, v, out).is_none() {
-            out.iter_mut().for_each(|o| *o = f64::NAN);
-        }
+        let exact = self.problem.model().hessian_vector(u, v, out).is_some();
         Self::add_time(&self.model_nanos, t);
         self.hessian_products.fetch_add(1, Ordering::Relaxed);
+        if !exact {
+            // The gradients it takes are counted and timed as gradients.
+            fd_hessian_vector(|x, g| self.model_gradient(x, g), u, v, out);
+        }
     }
 
     /// The diagonal of `∇²R_s(u)` into `out`; `false` when the model has none.
@@ -449,5 +453,101 @@ impl Context<'_> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(self.seed));
         rng.set_stream(stream);
         rng
+    }
+}
+
+/// `∇²f(u) v` from gradients alone, for models that give no Hessian products: the
+/// central difference `(∇f(u + h v) - ∇f(u - h v)) / 2h`, with `h` from the cube root of
+/// the machine epsilon relative to `|u|` and `|v|` (error of order `eps^(2/3)` for a
+/// smooth `f`). When one side is not finite (a model undefined past a bound, say) it
+/// falls back to the one-sided difference with `∇f(u)`; NaN in `out` when no difference
+/// is finite. `gradient` writes `∇f(x)` into its second argument.
+pub fn fd_hessian_vector(
+    mut gradient: impl FnMut(&[f64], &mut [f64]) -> f64,
+    u: &[f64],
+    v: &[f64],
+    out: &mut [f64],
+) {
+    let v_norm = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if v_norm == 0.0 {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        return;
+    }
+    let u_norm = u.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let h = f64::EPSILON.cbrt() * (1.0 + u_norm) / v_norm;
+    let finite = |g: &[f64]| g.iter().all(|x| x.is_finite());
+    let step = |sign: f64| -> Vec<f64> { u.iter().zip(v).map(|(a, b)| a + sign * h * b).collect() };
+    let mut plus = vec![0.0; u.len()];
+    let mut minus = vec![0.0; u.len()];
+    gradient(&step(1.0), &mut plus);
+    gradient(&step(-1.0), &mut minus);
+    let (upper, lower, width) = match (finite(&plus), finite(&minus)) {
+        (true, true) => (plus, minus, 2.0 * h),
+        (true, false) => {
+            gradient(u, &mut minus);
+            (plus, minus, h)
+        }
+        (false, true) => {
+            gradient(u, &mut plus);
+            (plus, minus, h)
+        }
+        (false, false) => {
+            out.iter_mut().for_each(|o| *o = f64::NAN);
+            return;
+        }
+    };
+    for ((o, a), b) in out.iter_mut().zip(&upper).zip(&lower) {
+        *o = (a - b) / width;
+    }
+}
+
+#[cfg(test)]
+mod fd_tests {
+    use super::fd_hessian_vector;
+
+    /// `f(x) = x0^3 + x0 x1 + exp(x1)`: `∇f = (3 x0^2 + x1, x0 + exp(x1))`,
+    /// `∇²f = [[6 x0, 1], [1, exp(x1)]]`.
+    fn gradient(x: &[f64], g: &mut [f64]) -> f64 {
+        g[0] = 3.0 * x[0] * x[0] + x[1];
+        g[1] = x[0] + x[1].exp();
+        x[0].powi(3) + x[0] * x[1] + x[1].exp()
+    }
+
+    #[test]
+    fn central_difference_matches_the_hessian_by_hand() {
+        let (u, v) = ([0.7, -0.3], [0.4, -1.1]);
+        let mut out = [0.0; 2];
+        fd_hessian_vector(gradient, &u, &v, &mut out);
+        let exact = [6.0 * u[0] * v[0] + v[1], v[0] + u[1].exp() * v[1]];
+        for (a, b) in out.iter().zip(exact) {
+            assert!((a - b).abs() < 1e-8 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        fd_hessian_vector(gradient, &u, &[0.0, 0.0], &mut out);
+        assert_eq!(out, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn one_sided_where_the_model_is_undefined() {
+        // g(x) = 1.5 sqrt(x) per coordinate (f = x^1.5), NaN below zero; next to zero the
+        // backward side is undefined, so the forward difference is used.
+        let sqrt_gradient = |x: &[f64], g: &mut [f64]| {
+            for (gi, xi) in g.iter_mut().zip(x) {
+                *gi = if *xi < 0.0 { f64::NAN } else { 1.5 * xi.sqrt() };
+            }
+            0.0
+        };
+        let (u, v) = ([1e-6, 2.0], [1.0, 1.0]);
+        let mut out = [0.0; 2];
+        fd_hessian_vector(sqrt_gradient, &u, &v, &mut out);
+        assert!(out.iter().all(|x| x.is_finite()), "{out:?}");
+        // f'' = 0.75 / sqrt(x): the forward difference is close at 2.0 and positive at 1e-6.
+        assert!((out[1] - 0.75 / 2.0f64.sqrt()).abs() < 1e-4, "{out:?}");
+        assert!(out[0] > 0.0);
+        let undefined = |_: &[f64], g: &mut [f64]| {
+            g.iter_mut().for_each(|x| *x = f64::NAN);
+            f64::NAN
+        };
+        fd_hessian_vector(undefined, &u, &v, &mut out);
+        assert!(out.iter().all(|x| x.is_nan()));
     }
 }

@@ -49,7 +49,7 @@ mod solver;
 pub mod suggest;
 
 pub use compile::{Compiled, Feature, IntegerRules, MinRoi, Objective};
-pub use context::{Context, Counts, Evaluator, SolveOptions};
+pub use context::{fd_hessian_vector, Context, Counts, Evaluator, SolveOptions};
 pub use curve::Curve;
 pub use error::{ConfigError, Error, InfeasibleError, InputError};
 pub use feasible::{FeasibleSet, LinearRows, ProjectionWorkspace, RowOrigin};

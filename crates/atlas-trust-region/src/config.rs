@@ -59,13 +59,13 @@ impl SolverConfig for TrustRegionConfig {
     }
 
     fn summary(&self) -> &'static str {
-        "trust-region Newton-CG on exact Hessian-vector products, augmented Lagrangian for rules (min_roi, min_spend included): robust local optimum of hard or badly scaled smooth problems (global when concave)"
+        "trust-region Newton-CG on Hessian-vector products (exact, or finite differences of gradients for models without them), augmented Lagrangian for rules (min_roi, min_spend included): robust local optimum of hard or badly scaled smooth problems (global when concave)"
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             needs_gradient: true,
-            needs_hessian: true,
+            needs_hessian: false,
             needs_structure: false,
             handles_nonconvex: true,
             integer_features: false,
