@@ -98,17 +98,24 @@ fn cholesky_solve(l: &[f64], m: usize, b: &mut [f64]) {
 }
 
 /// Factors a symmetric positive semidefinite matrix with the smallest diagonal shift that
-/// makes it definite (starting from `shift`).
-fn factor_shifted(a: &[f64], m: usize, mut shift: f64) -> Vec<f64> {
+/// makes it definite (starting from `shift`). `None` when no finite shift does (an entry
+/// that is not finite): the polish then stops where it is.
+fn factor_shifted(a: &[f64], m: usize, mut shift: f64) -> Option<Vec<f64>> {
+    if a.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
     loop {
         let mut f = a.to_vec();
         for i in 0..m {
             f[i * m + i] += shift;
         }
         if cholesky(&mut f, m).is_some() {
-            return f;
+            return Some(f);
         }
         shift = if shift > 0.0 { shift * 100.0 } else { 1e-300 };
+        if shift.is_nan() || shift >= 1e300 {
+            return None;
+        }
     }
 }
 
@@ -141,7 +148,8 @@ impl Blocks {
     }
 }
 
-fn build_blocks(p: &Prob<'_>, ws: &WorkingSet, sigma: f64, curv: &[f64]) -> Blocks {
+/// `None` when a block cannot be factored (see [`factor_shifted`]).
+fn build_blocks(p: &Prob<'_>, ws: &WorkingSet, sigma: f64, curv: &[f64]) -> Option<Blocks> {
     let t = p.periods;
     let nch = p.channels();
     let mut free = vec![Vec::new(); nch];
@@ -189,8 +197,8 @@ fn build_blocks(p: &Prob<'_>, ws: &WorkingSet, sigma: f64, curv: &[f64]) -> Bloc
         .iter()
         .enumerate()
         .map(|(c, b)| factor_shifted(b, free[c].len(), shift))
-        .collect();
-    Blocks { free, factor }
+        .collect::<Option<Vec<_>>>()?;
+    Some(Blocks { free, factor })
 }
 
 /// Runs the polish from `u0` with the working set `ws` and nonlinear multipliers `rho0`.
@@ -269,7 +277,11 @@ pub(crate) fn polish(
                 .zip(&ws.nonlinear)
                 .map(|((row, r), on)| if *on { r * row.lhs.model } else { 0.0 })
                 .sum::<f64>();
-        let blocks = build_blocks(p, &ws, sigma.min(0.0), &curv);
+        // Curvature that is not finite (a curve with unbounded slope at zero, evaluated
+        // there) leaves no Newton step: stop with what we have.
+        let Some(blocks) = build_blocks(p, &ws, sigma.min(0.0), &curv) else {
+            break;
+        };
 
         // Active constraints with their normals and residuals.
         let mut active: Vec<Active> = Vec::new();
@@ -363,7 +375,9 @@ pub(crate) fn polish(
                     s[j * na + i] = m;
                 }
             }
-            let f = factor_shifted(&s, na, 1e-14 * max_s);
+            let Some(f) = factor_shifted(&s, na, 1e-14 * max_s) else {
+                break;
+            };
             let mut l = rhs.clone();
             cholesky_solve(&f, na, &mut l);
             l
