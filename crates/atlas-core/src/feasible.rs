@@ -941,6 +941,15 @@ impl<'a> DualNewton<'a> {
                 }
             }
         }
+        // The convergence test is relative to `|z|` (the dual residual's rounding grows
+        // with it); the answer must also meet the rows at the set's own scale, or a point
+        // far outside (a long trial step) would come back visibly infeasible.
+        if result.is_ok() {
+            let viol = self.violation(&point);
+            if viol > 1e-9 * (1.0 + set.budget.abs()) {
+                result = Err(ProjectionFailure::NotConverged(viol));
+            }
+        }
         out.copy_from_slice(&point.y);
         self.ws.tau = Some(point.tau);
         if result.is_ok() {
@@ -1295,6 +1304,44 @@ mod tests {
             }
             other => panic!("expected infeasible, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_far_point_is_projected_feasibly_or_refused() {
+        // A long trial step of a polish (found by the conformance proptest): with `|z|`
+        // near 3e11 the dual residual's tolerance grew with it, and an answer violating a
+        // row by 0.28 came back as converged.
+        let origin = || RowOrigin {
+            field: "r".into(),
+            description: String::new(),
+        };
+        let mut set = FeasibleSet::new(vec![0.0; 6], vec![1.0; 6], 1.0, BudgetMode::Exact);
+        set.add_row(&[(0, 1.0), (1, 1.0)], f64::NEG_INFINITY, 0.7205, origin());
+        let share = 0.21494579054878268;
+        let terms: Vec<(usize, f64)> = (0..6)
+            .map(|j| (j, if j >= 4 { 1.0 - share } else { -share }))
+            .collect();
+        set.add_row(&terms, 0.0, f64::INFINITY, origin());
+        let z = [
+            274051736338.2411,
+            274051736338.2411,
+            500.1849083937799,
+            500.1849083937799,
+            0.2389267018055766,
+            0.015745549749513754,
+        ];
+        let mut y = vec![0.0; 6];
+        if set.project_cold(&z, &mut y).is_ok() {
+            assert!(
+                set.max_violation(&y) <= 1e-9,
+                "{y:?}: {}",
+                set.max_violation(&y)
+            );
+        }
+        // From a moderate distance the same set projects fine.
+        let near: Vec<f64> = z.iter().map(|v| v.min(3.0)).collect();
+        set.project_cold(&near, &mut y).unwrap();
+        assert!(set.max_violation(&y) <= 1e-9);
     }
 
     #[test]
