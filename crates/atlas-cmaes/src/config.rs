@@ -126,12 +126,7 @@ impl SolverConfig for CmaesConfig {
                 format!("must be in 0..=30 (got {})", self.max_restarts),
             );
         }
-        if !(1..=1024).contains(&self.n_jobs) {
-            return bad(
-                "n_jobs",
-                format!("must be in 1..=1024 (got {})", self.n_jobs),
-            );
-        }
+        ConfigError::check_range(NAME, "n_jobs", self.n_jobs, 1..=1024)?;
         Ok(())
     }
 

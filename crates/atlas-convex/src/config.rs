@@ -193,26 +193,9 @@ impl SolverConfig for ConvexConfig {
                 format!("must be in [1e-14, 1) (got {})", self.gap_tolerance),
             );
         }
-        if !(1..=1000).contains(&self.max_iterations) {
-            return bad(
-                "max_iterations",
-                format!("must be in 1..=1000 (got {})", self.max_iterations),
-            );
-        }
-        if let Some(t) = self.time_limit {
-            if !(t > 0.0 && t.is_finite()) {
-                return bad(
-                    "time_limit",
-                    format!("must be a finite number of seconds > 0 (got {t})"),
-                );
-            }
-        }
-        if !(2..=200).contains(&self.logistic_cuts) {
-            return bad(
-                "logistic_cuts",
-                format!("must be in 2..=200 (got {})", self.logistic_cuts),
-            );
-        }
+        ConfigError::check_range(NAME, "max_iterations", self.max_iterations, 1..=1000)?;
+        ConfigError::check_seconds(NAME, "time_limit", self.time_limit)?;
+        ConfigError::check_range(NAME, "logistic_cuts", self.logistic_cuts, 2..=200)?;
         self.clarabel_settings().map(|_| ())
     }
 

@@ -74,6 +74,38 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
+
+    /// `Ok` when the whole-number setting `value` lies in `range`, else an error naming
+    /// the setting and the range (`must be in 1..=1024 (got 0)`).
+    pub fn check_range<T: PartialOrd + fmt::Display>(
+        optimizer: &str,
+        field: &str,
+        value: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<(), Self> {
+        if range.contains(&value) {
+            Ok(())
+        } else {
+            let reason = format!(
+                "must be in {}..={} (got {value})",
+                range.start(),
+                range.end()
+            );
+            Err(Self::new(optimizer, field, reason))
+        }
+    }
+
+    /// `Ok` when an optional time limit in seconds is absent, or finite and positive.
+    pub fn check_seconds(optimizer: &str, field: &str, value: Option<f64>) -> Result<(), Self> {
+        match value {
+            Some(t) if !(t > 0.0 && t.is_finite()) => Err(Self::new(
+                optimizer,
+                field,
+                format!("must be a finite number of seconds > 0 (got {t})"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

@@ -85,18 +85,8 @@ impl SolverConfig for LbfgsConfig {
         if self.max_evaluations == Some(0) {
             return bad("max_evaluations", "must be >= 1 (got 0)".to_string());
         }
-        if !(1..=100).contains(&self.memory) {
-            return bad(
-                "memory",
-                format!("must be in 1..=100 (got {})", self.memory),
-            );
-        }
-        if !(1..=10_000).contains(&self.multi_start) {
-            return bad(
-                "multi_start",
-                format!("must be in 1..=10000 (got {})", self.multi_start),
-            );
-        }
+        ConfigError::check_range(NAME, "memory", self.memory, 1..=100)?;
+        ConfigError::check_range(NAME, "multi_start", self.multi_start, 1..=10_000)?;
         Ok(())
     }
 

@@ -124,20 +124,8 @@ impl SolverConfig for MilpConfig {
                 format!("must be in [0, 1) (got {})", self.mip_gap),
             );
         }
-        if let Some(t) = self.time_limit {
-            if !(t > 0.0 && t.is_finite()) {
-                return bad(
-                    "time_limit",
-                    format!("must be a finite number of seconds > 0 (got {t})"),
-                );
-            }
-        }
-        if !(1..=256).contains(&self.threads) {
-            return bad(
-                "threads",
-                format!("must be in 1..=256 (got {})", self.threads),
-            );
-        }
+        ConfigError::check_seconds(NAME, "time_limit", self.time_limit)?;
+        ConfigError::check_range(NAME, "threads", self.threads, 1..=256)?;
         if !self.solver.available() {
             let how = match self.solver {
                 MipSolver::Highs => "the Cargo feature `highs` of atlas-milp (`--features milp-highs` for the atlas binary), which builds HiGHS from source and needs cmake and libclang",

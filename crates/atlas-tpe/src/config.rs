@@ -139,33 +139,13 @@ impl SolverConfig for TpeConfig {
         if self.n_startup_trials == 0 {
             return bad("n_startup_trials", "must be >= 1 (got 0)".to_string());
         }
-        if !(1..=100_000).contains(&self.n_ei_candidates) {
-            return bad(
-                "n_ei_candidates",
-                format!("must be in 1..=100000 (got {})", self.n_ei_candidates),
-            );
-        }
+        ConfigError::check_range(NAME, "n_ei_candidates", self.n_ei_candidates, 1..=100_000)?;
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
             return bad("gamma", format!("must be in (0, 1] (got {})", self.gamma));
         }
-        if !(1..=10_000).contains(&self.max_below) {
-            return bad(
-                "max_below",
-                format!("must be in 1..=10000 (got {})", self.max_below),
-            );
-        }
-        if !(1..=1024).contains(&self.n_jobs) {
-            return bad(
-                "n_jobs",
-                format!("must be in 1..=1024 (got {})", self.n_jobs),
-            );
-        }
-        if !(4..=1_000_000).contains(&self.max_above) {
-            return bad(
-                "max_above",
-                format!("must be in 4..=1000000 (got {})", self.max_above),
-            );
-        }
+        ConfigError::check_range(NAME, "max_below", self.max_below, 1..=10_000)?;
+        ConfigError::check_range(NAME, "n_jobs", self.n_jobs, 1..=1024)?;
+        ConfigError::check_range(NAME, "max_above", self.max_above, 4..=1_000_000)?;
         Ok(())
     }
 

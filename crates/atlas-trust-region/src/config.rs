@@ -101,12 +101,7 @@ impl SolverConfig for TrustRegionConfig {
                 ),
             );
         }
-        if !(1..=10_000).contains(&self.multi_start) {
-            return bad(
-                "multi_start",
-                format!("must be in 1..=10000 (got {})", self.multi_start),
-            );
-        }
+        ConfigError::check_range(NAME, "multi_start", self.multi_start, 1..=10_000)?;
         Ok(())
     }
 
