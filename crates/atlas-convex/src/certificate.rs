@@ -243,12 +243,14 @@ fn search_multipliers(p: &Prob<'_>, u: &[f64], mult: &Multipliers, tangents: Tan
             // Bracket: double the upper end while the bound still rises there.
             let v0 = get(&m, c);
             let mut hi = if v0 > 0.0 { 2.0 * v0 } else { 1.0 };
+            let mut at_half = at(0.5 * hi);
             for _ in 0..60 {
-                if at(hi) > at(0.5 * hi) {
-                    hi *= 2.0;
-                } else {
+                let at_hi = at(hi);
+                if at_hi <= at_half {
                     break;
                 }
+                at_half = at_hi;
+                hi *= 2.0;
             }
             let (mut a, mut b) = (0.0, hi);
             let ratio = 0.5 * (5f64.sqrt() - 1.0);
