@@ -767,22 +767,9 @@ fn csv_line(fields: &[String]) -> String {
     quoted.join(",") + "\n"
 }
 
-/// Writes `text` beside `path` then renames it, so a failure leaves no partial file.
+/// [`atlas_core::files::write_atomically`], its error naming `path`.
 pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), BenchError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| BenchError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        BenchError::io(path, e)
-    })
+    atlas_core::files::write_atomically(path, text).map_err(|e| BenchError::io(path, e))
 }
 
 #[cfg(test)]

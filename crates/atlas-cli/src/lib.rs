@@ -253,26 +253,11 @@ fn to_json(result: &OptimizationResult) -> Result<String, Error> {
     serde_json::to_string_pretty(result).map_err(json_error)
 }
 
-/// Writes `text` to a temporary file beside `path`, then renames it, so that a failure
-/// leaves no partial output.
+/// The result file, with no partial file left on failure.
 fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
-    let io = |e: std::io::Error| Error::Io {
+    atlas_core::files::write_atomically(path, &format!("{text}\n")).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         message: format!("cannot write: {e}"),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, format!("{text}\n")).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
 }
 

@@ -34,6 +34,7 @@ mod context;
 pub mod curve;
 mod error;
 pub mod feasible;
+pub mod files;
 pub mod functions;
 mod layout;
 pub mod memory;
