@@ -1,10 +1,16 @@
 //! Writing output files without leaving partial ones behind.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Numbers the temporary files of one process, so that two threads writing the same path
+/// at once never share a temporary file.
+static TEMPORARY: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `text` to a temporary file beside `path`, then renames it over `path`, so that a
 /// failure (a full disk, a missing folder) leaves no partial file; the temporary file is
-/// removed when the rename fails.
+/// removed when the rename fails. Concurrent writers of the same path (threads or
+/// processes) each write their own temporary file; the last rename wins, whole.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -14,7 +20,8 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let n = TEMPORARY.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);

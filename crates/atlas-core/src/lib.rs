@@ -60,7 +60,7 @@ pub use observer::{Frequency, IterationEvent, Observer, StartEvent};
 pub use optimize::optimize;
 pub use problem::{BudgetMode, Format, Problem};
 pub use registry::{unsupported, OptimizerInfo, Registry, SolverConfig};
-pub use result::{Allocation, Evaluation, Metrics, OptimizationResult};
+pub use result::{Allocation, CacheStatus, Evaluation, Metrics, OptimizationResult};
 pub use scaled::{Combination, NonlinearRow, Scaled};
 pub use solver::{Capabilities, Solution, Solver, Status};
 

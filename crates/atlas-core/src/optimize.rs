@@ -101,6 +101,7 @@ pub fn optimize(
             constraint_time_s: counts.constraint_time.as_secs_f64(),
             peak_memory_mb: crate::memory::peak_mb(),
         },
+        cache: None,
     };
     for (_, mut obs) in ctx.take_observers() {
         obs.on_finish(&result);

@@ -53,6 +53,33 @@ pub struct OptimizationResult {
     pub max_violation: f64,
     /// Work and resources.
     pub metrics: Metrics,
+    /// Whether the result came from a result cache (contract 1.1; `scenarios.md` section
+    /// 4); absent when the solve ran without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
+}
+
+/// Where a result came from when a result cache was asked for (`scenarios.md` section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Read from the cache, after its allocation was re-evaluated.
+    Hit,
+    /// Solved (and stored, when the result may be cached).
+    Miss,
+    /// Solved with the cache turned off.
+    Off,
+}
+
+impl CacheStatus {
+    /// The name used in results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Off => "off",
+        }
+    }
 }
 
 impl OptimizationResult {

@@ -18,7 +18,7 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" and "unknown variant"
 /// messages so that they lead with the nearest valid name.
-pub(crate) fn improve_serde_message(message: &str) -> String {
+pub fn improve_serde_message(message: &str) -> String {
     for (prefix, what) in [("unknown field `", "field"), ("unknown variant `", "value")] {
         let Some(rest) = message.strip_prefix(prefix) else {
             continue;
