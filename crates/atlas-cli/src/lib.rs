@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 mod format;
 mod progress;
+mod sweep;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio};
 
@@ -64,7 +65,12 @@ enum Command {
         /// No progress or notes on stderr.
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Result cache: a folder, redis://HOST:PORT[/DB], memory, or off.
+        #[arg(long, value_name = "DIR|redis://HOST:PORT|off", default_value = "off")]
+        cache: String,
     },
+    /// Solve many variants of a problem: budget points (--budgets) or a scenario file.
+    Sweep(sweep::SweepArgs),
     /// Objective and violations of a given allocation (a result file or
     /// `{"allocation": {...}}`).
     Evaluate {
@@ -136,8 +142,8 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             output,
             format,
             quiet,
+            cache,
         } => {
-            let compiled = Compiled::from_path(&problem)?;
             let config = resolve_config(registry, optimizer.as_deref(), config.as_deref(), &set)?;
             let mut options = SolveOptions {
                 seed,
@@ -162,7 +168,13 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
                     )),
                 ));
             }
-            let result = registry.optimize(&compiled, config.as_ref(), options)?;
+            let (compiled, result) = if cache == "off" {
+                let compiled = Compiled::from_path(&problem)?;
+                let result = registry.optimize(&compiled, config.as_ref(), options)?;
+                (compiled, result)
+            } else {
+                sweep::optimize_cached(registry, &problem, &cache, config.as_ref(), options)?
+            };
             if !quiet {
                 if let Some(note) = local_optimum_note(&compiled, config.as_ref(), registry) {
                     eprintln!("{note}");
@@ -218,6 +230,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             }
             Ok(())
         }
+        Command::Sweep(args) => sweep::run(args, registry, out),
         Command::Bench(args) => {
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {
@@ -235,7 +248,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
     }
 }
 
-fn stdout_error(e: std::io::Error) -> Error {
+pub(crate) fn stdout_error(e: std::io::Error) -> Error {
     Error::Io {
         path: PathBuf::from("<stdout>"),
         message: e.to_string(),
@@ -262,7 +275,7 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 /// The configuration from `--optimizer`, `--config` and `--set`, checked.
-fn resolve_config(
+pub(crate) fn resolve_config(
     registry: &Registry,
     optimizer: Option<&str>,
     config_file: Option<&Path>,
