@@ -3,11 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use atlas_core::problem::{read_document, BudgetMode, Constraint, ObjectiveKind, Problem};
+use atlas_core::problem::{
+    parse_document, AdstockSpec, BudgetMode, Constraint, CurveSpec, Format, ObjectiveKind,
+    Problem,
+};
 use atlas_core::{Error, InputError};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A scenario file as written: the base problem's path, an optional optimizer and the
 /// scenarios.
@@ -56,7 +59,7 @@ pub struct ScenarioSpec {
     /// Patches of channels by name: each field given replaces the channel's field of the
     /// same name (`null`, in JSON or YAML, removes an optional field).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub channels: IndexMap<String, Map<String, Value>>,
+    pub channels: IndexMap<String, ChannelPatch>,
     /// Rules appended to the problem's (after `constraints`, when both are given).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add_constraints: Vec<Constraint>,
@@ -78,6 +81,49 @@ impl ScenarioSpec {
     }
 }
 
+/// The fields of a channel a scenario replaces (any field of the problem's channel but
+/// its name). `None`: unchanged; `Some(None)` (a `null` in JSON or YAML): removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    /// Lower bound on the channel's total.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub min: Option<Option<f64>>,
+    /// Upper bound on the channel's total.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub max: Option<Option<f64>>,
+    /// Lower bound on each period's spend.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub period_min: Option<Option<f64>>,
+    /// Upper bound on each period's spend.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub period_max: Option<Option<f64>>,
+    /// Response curve (replaced whole).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub response: Option<Option<CurveSpec>>,
+    /// Carry-over (replaced whole).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub adstock: Option<Option<AdstockSpec>>,
+    /// Spend unit.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub spend_unit: Option<Option<f64>>,
+    /// Minimum spend when active.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub min_active: Option<Option<f64>>,
+    /// Fixed cost when active.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub fixed_cost: Option<Option<f64>>,
+}
+
+/// A field that is present: `Some(value)`, with `null` as `Some(None)`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A scenario ready to compile: its name and the complete problem.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -87,14 +133,44 @@ pub struct Scenario {
     pub problem: Problem,
 }
 
-/// The raw document: scenarios kept as values so that an error in one can name it.
+/// Just the scenarios' names, read again after an error so that it can name the scenario.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    base: PathBuf,
-    #[serde(default)]
-    optimizer: Option<String>,
-    scenarios: Vec<Value>,
+struct Names {
+    scenarios: Vec<NameOnly>,
+}
+
+#[derive(Deserialize)]
+struct NameOnly {
+    name: Option<String>,
+}
+
+/// Rewrites an error about `scenarios[3].field` as one about `scenarios[3] ("tv
+/// capped"): field`.
+fn name_scenario(mut e: InputError, text: &str, format: Format) -> InputError {
+    let Some(rest) = e.field.strip_prefix("scenarios[") else {
+        return e;
+    };
+    let Some((index, field)) = rest.split_once(']') else {
+        return e;
+    };
+    let Ok(index) = index.parse::<usize>() else {
+        return e;
+    };
+    let field = field.trim_start_matches('.').to_string();
+    let name = parse_document::<Names>(text, format)
+        .ok()
+        .and_then(|n| n.scenarios.into_iter().nth(index))
+        .and_then(|s| s.name);
+    let label = match name {
+        Some(n) => scenario_label(index, &n),
+        None => format!("scenarios[{index}]"),
+    };
+    e.field = if field.is_empty() {
+        label
+    } else {
+        format!("{label}: {field}")
+    };
+    e
 }
 
 /// `scenarios[3] ("tv capped")`: how errors name a scenario.
@@ -116,43 +192,17 @@ impl ScenarioFile {
     /// against the schema here; errors name the file, the scenario and the field.
     pub fn from_path(path: impl AsRef<Path>) -> Result<ScenarioFile, Error> {
         let path = path.as_ref();
-        let raw: RawFile = read_document(path)?;
-        Self::from_raw(raw).map_err(|e| Error::Input(e.in_file(Some(path))))
+        let format = Format::from_path(path)?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_text(&text, format).map_err(|e| Error::Input(e.in_file(Some(path))))
     }
 
     /// Parses a scenario file from text in `format`.
-    pub fn from_text(text: &str, format: atlas_core::Format) -> Result<ScenarioFile, InputError> {
-        let raw: RawFile = atlas_core::problem::parse_document(text, format)?;
-        Self::from_raw(raw)
-    }
-
-    fn from_raw(raw: RawFile) -> Result<ScenarioFile, InputError> {
-        let mut scenarios = Vec::with_capacity(raw.scenarios.len());
-        for (i, value) in raw.scenarios.into_iter().enumerate() {
-            let name = value
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let label = match &name {
-                Some(n) => scenario_label(i, n),
-                None => format!("scenarios[{i}]"),
-            };
-            let spec: ScenarioSpec = serde_path_to_error::deserialize(value).map_err(|e| {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                scenario_error(
-                    &label,
-                    &path,
-                    atlas_core::suggest::improve_serde_message(&e.inner().to_string()),
-                )
-            })?;
-            scenarios.push(spec);
-        }
-        Ok(ScenarioFile {
-            base: raw.base,
-            optimizer: raw.optimizer,
-            scenarios,
-        })
+    pub fn from_text(text: &str, format: Format) -> Result<ScenarioFile, InputError> {
+        parse_document(text, format).map_err(|e| name_scenario(e, text, format))
     }
 
     /// The base problem's path, resolved against the folder of the scenario file.
@@ -263,30 +313,25 @@ pub fn apply(base: &Problem, spec: &ScenarioSpec) -> Result<Problem, (String, St
                 ),
             ));
         };
-        if patch.contains_key("name") {
-            return Err((
-                format!("{field}.name"),
-                "a scenario cannot rename a channel".into(),
-            ));
-        }
-        let Ok(Value::Object(mut merged)) = serde_json::to_value(&p.channels[c]) else {
-            unreachable!("a channel serializes to an object");
-        };
-        for (k, v) in patch {
-            if v.is_null() {
-                merged.remove(k);
-            } else {
-                merged.insert(k.clone(), v.clone());
+        let ch = &mut p.channels[c];
+        let set = |slot: &mut Option<f64>, v: Option<Option<f64>>| {
+            if let Some(v) = v {
+                *slot = v;
             }
+        };
+        set(&mut ch.min, patch.min);
+        set(&mut ch.max, patch.max);
+        set(&mut ch.period_min, patch.period_min);
+        set(&mut ch.period_max, patch.period_max);
+        set(&mut ch.spend_unit, patch.spend_unit);
+        set(&mut ch.min_active, patch.min_active);
+        set(&mut ch.fixed_cost, patch.fixed_cost);
+        if let Some(v) = &patch.response {
+            ch.response = v.clone();
         }
-        p.channels[c] = serde_path_to_error::deserialize(Value::Object(merged)).map_err(|e| {
-            let path = e.path().to_string();
-            let sub = if path == "." { field.clone() } else { format!("{field}.{path}") };
-            (
-                sub,
-                atlas_core::suggest::improve_serde_message(&e.inner().to_string()),
-            )
-        })?;
+        if let Some(v) = &patch.adstock {
+            ch.adstock = v.clone();
+        }
     }
     if let Some(list) = &spec.constraints {
         p.constraints = list.clone();
@@ -405,7 +450,11 @@ mod tests {
         assert!(e.starts_with("scenarios[1] (\"tv capped\"): channels.tv"), "{e}");
         assert!(e.contains("maxx"), "{e}");
         let e = message(&format!("{head}channels.tv = {{ name = \"radio\" }}"));
-        assert!(e.contains("channels.tv.name: a scenario cannot rename a channel"), "{e}");
+        assert!(e.starts_with("scenarios[1] (\"tv capped\"): channels.tv"), "{e}");
+        assert!(e.contains("unknown field `name`"), "{e}");
+        // NaN reaches the problem's checks instead of vanishing on the way.
+        let s = apply_text(&format!("{head}channels.tv = {{ max = nan }}")).unwrap();
+        assert!(s[1].problem.channels[0].max.unwrap().is_nan());
         let e = message(&format!("{head}add_constraints = [ {{ kind = \"sharee\" }} ]"));
         assert!(e.starts_with("scenarios[1] (\"tv capped\"): add_constraints[0].kind"), "{e}");
         let e = message("base = \"b.toml\"\n[[scenarios]]\nname = \"a\"\n[[scenarios]]\nname = \"a\"\n");

@@ -66,7 +66,7 @@ impl Progress {
 /// let base = atlas_core::Problem::from_path("../../examples/problems/quickstart.toml").unwrap();
 /// let result = Sweep::new(&registry, base)
 ///     .optimizer("lbfgs")
-///     .budgets(BudgetGrid::parse("0.5x:2x:4").unwrap())
+///     .budgets(BudgetGrid::parse("0.5x:1.25x:4").unwrap())
 ///     .run()
 ///     .unwrap();
 /// assert_eq!(result.scenarios.len(), 4);

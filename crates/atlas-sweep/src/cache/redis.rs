@@ -20,9 +20,14 @@ const PREFIX: &str = "atlas:result:v1:";
 
 /// `ATLAS_CACHE_TTL` (seconds), or the default of 7 days.
 pub(super) fn ttl_from_env() -> Result<u64, Error> {
-    match std::env::var("ATLAS_CACHE_TTL") {
-        Err(_) => Ok(DEFAULT_TTL_S),
-        Ok(text) => match text.trim().parse::<u64>() {
+    parse_ttl(std::env::var("ATLAS_CACHE_TTL").ok().as_deref())
+}
+
+/// The lifetime an `ATLAS_CACHE_TTL` value gives (`None`: the variable is not set).
+pub(super) fn parse_ttl(value: Option<&str>) -> Result<u64, Error> {
+    match value {
+        None => Ok(DEFAULT_TTL_S),
+        Some(text) => match text.trim().parse::<u64>() {
             Ok(t) if t > 0 => Ok(t),
             _ => Err(InputError::new(
                 "ATLAS_CACHE_TTL",
@@ -30,6 +35,27 @@ pub(super) fn ttl_from_env() -> Result<u64, Error> {
             )
             .into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_defaults_to_a_week_and_rejects_what_is_not_whole_seconds() {
+        assert_eq!(parse_ttl(None).unwrap(), 604_800);
+        assert_eq!(parse_ttl(Some(" 60 ")).unwrap(), 60);
+        for bad in ["0", "-5", "1.5", "a day", ""] {
+            let e = parse_ttl(Some(bad)).unwrap_err().to_string();
+            assert!(e.starts_with("ATLAS_CACHE_TTL: must be a whole number"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn urls_that_do_not_parse_are_input_errors_naming_the_option() {
+        let e = RedisLevel::open("redis://[::1", 60).err().unwrap().to_string();
+        assert!(e.starts_with("--cache: "), "{e}");
     }
 }
 
