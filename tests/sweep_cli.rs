@@ -20,7 +20,10 @@ fn atlas(args: &[&str]) -> (i32, String, String) {
 }
 
 fn problem(name: &str) -> String {
-    common::problems_dir().join(name).to_string_lossy().into_owned()
+    common::problems_dir()
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -42,13 +45,32 @@ fn scenario_file(dir: &Path, body: &str) -> String {
 
 #[test]
 fn a_budget_sweep_prints_a_table_json_and_csv() {
-    let (code, out, err) = atlas(&["sweep", &problem("retail_q4.toml"), "--budgets", "0.5x:2x:7", "-O", "convex"]);
+    let (code, out, err) = atlas(&[
+        "sweep",
+        &problem("retail_q4.toml"),
+        "--budgets",
+        "0.5x:2x:7",
+        "-O",
+        "convex",
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("retail-q4 · sweep of 7 scenarios · optimizer convex"), "{out}");
+    assert!(
+        out.starts_with("retail-q4 · sweep of 7 scenarios · optimizer convex"),
+        "{out}"
+    );
     for name in ["budget=6000000", "budget=12000000", "budget=24000000"] {
         assert!(out.contains(name), "{out}");
     }
-    let (code, out, _) = atlas(&["sweep", &problem("retail_q4.toml"), "--budgets", "0.5x:2x:7", "-O", "convex", "--format", "json"]);
+    let (code, out, _) = atlas(&[
+        "sweep",
+        &problem("retail_q4.toml"),
+        "--budgets",
+        "0.5x:2x:7",
+        "-O",
+        "convex",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     let s = v["scenarios"].as_array().unwrap();
@@ -60,13 +82,32 @@ fn a_budget_sweep_prints_a_table_json_and_csv() {
     let base = s.iter().find(|x| x["name"] == "budget=12000000").unwrap();
     assert!((base["objective"].as_f64().unwrap() - 24_923_816.04).abs() < 0.01);
     for x in s {
-        for field in ["budget", "status", "objective", "bound", "total_spend", "totals", "marginal_return", "warm_start", "cache", "wall_time_s", "result"] {
+        for field in [
+            "budget",
+            "status",
+            "objective",
+            "bound",
+            "total_spend",
+            "totals",
+            "marginal_return",
+            "warm_start",
+            "cache",
+            "wall_time_s",
+            "result",
+        ] {
             assert!(x.get(field).is_some(), "{field} missing");
         }
         assert_eq!(x["cache"], "off");
         assert_eq!(x["result"]["cache"], "off");
     }
-    let (code, out, _) = atlas(&["sweep", &problem("quickstart.toml"), "--budgets", "5e5,1e6", "--format", "csv"]);
+    let (code, out, _) = atlas(&[
+        "sweep",
+        &problem("quickstart.toml"),
+        "--budgets",
+        "5e5,1e6",
+        "--format",
+        "csv",
+    ]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -74,7 +115,11 @@ fn a_budget_sweep_prints_a_table_json_and_csv() {
         "name,budget,status,objective,bound,total_spend,marginal_return,wall_time_s,total:tv,total:digital,total:radio"
     );
     assert_eq!(lines.len(), 3);
-    assert!(lines[1].starts_with("budget=500000,500000,converged,"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("budget=500000,500000,converged,"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
@@ -95,11 +140,17 @@ fn bad_input_exits_2_before_any_work_and_writes_nothing() {
     let periods = scenario_file(&dir, "[[scenarios]]\nname = \"a year\"\nperiods = 52\n");
     let (code, _, err) = atlas(&["sweep", &periods, "--output", out_arg]);
     assert_eq!(code, 2);
-    assert!(err.contains("scenarios[0] (\"a year\"): periods: not patchable"), "{err}");
+    assert!(
+        err.contains("scenarios[0] (\"a year\"): periods: not patchable"),
+        "{err}"
+    );
     let qs = problem("quickstart.toml");
     for (grid, expect) in [
         ("1x:2x:0", "--budgets: N must be >= 1 (got 0)"),
-        ("2x:1x:3", "--budgets: START 2x (2000000) is above STOP 1x (1000000)"),
+        (
+            "2x:1x:3",
+            "--budgets: START 2x (2000000) is above STOP 1x (1000000)",
+        ),
         ("nan:1x:3", "--budgets: `nan` is not a finite number"),
         ("1x:inf:3", "--budgets: `inf` is not a finite number"),
     ] {
@@ -109,7 +160,10 @@ fn bad_input_exits_2_before_any_work_and_writes_nothing() {
     }
     let (code, _, err) = atlas(&["sweep", &qs, "--output", out_arg]);
     assert_eq!(code, 2);
-    assert!(err.contains("--budgets: required with a problem file"), "{err}");
+    assert!(
+        err.contains("--budgets: required with a problem file"),
+        "{err}"
+    );
     let (code, _, err) = atlas(&["sweep", &qs, "--budgets", "1x", "--plot", "c.svg"]);
     assert_eq!(code, 2);
     assert!(err.contains("--plot: not yet"), "{err}");
@@ -139,11 +193,19 @@ budget_factor = 1.2
     let output = dir.join("sweep.json");
     let (code, out, err) = atlas(&["sweep", &file, "--output", output.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("1 of 3 scenarios failed: tv heavy (infeasible)"), "{err}");
+    assert!(
+        err.contains("1 of 3 scenarios failed: tv heavy (infeasible)"),
+        "{err}"
+    );
     assert!(out.contains("failed (1):"), "{out}");
     assert!(out.contains("constraints[1] (share of tv >= 0.6)"), "{out}");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
-    let names: Vec<&str> = v["scenarios"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["plan", "budget +20%"]);
     assert_eq!(v["errors"][0]["name"], "tv heavy");
     assert_eq!(v["errors"][0]["kind"], "infeasible");
@@ -155,7 +217,16 @@ fn an_unwritable_cache_folder_is_a_warning_and_the_sweep_runs() {
     let file = dir.join("plain-file");
     std::fs::write(&file, "x").unwrap();
     let cache = file.join("cache");
-    let (code, out, err) = atlas(&["sweep", &problem("quickstart.toml"), "--budgets", "0.5x:1x:3", "--cache", cache.to_str().unwrap(), "--format", "json"]);
+    let (code, out, err) = atlas(&[
+        "sweep",
+        &problem("quickstart.toml"),
+        "--budgets",
+        "0.5x:1x:3",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.matches("warning: cache folder").count(), 1, "{err}");
     assert!(err.contains("is not writable"), "{err}");
@@ -169,7 +240,21 @@ fn two_sweeps_share_a_cache_folder_at_once() {
     let cache = dir.join("cache");
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_atlas"))
-            .args(["sweep", &problem("retail_q4.toml"), "--budgets", "0.5x:2x:16", "-O", "lbfgs", "--cache", cache.to_str().unwrap(), "--format", "json", "--quiet", "--jobs", "1"])
+            .args([
+                "sweep",
+                &problem("retail_q4.toml"),
+                "--budgets",
+                "0.5x:2x:16",
+                "-O",
+                "lbfgs",
+                "--cache",
+                cache.to_str().unwrap(),
+                "--format",
+                "json",
+                "--quiet",
+                "--jobs",
+                "1",
+            ])
             .output()
             .unwrap()
     };
@@ -184,12 +269,27 @@ fn two_sweeps_share_a_cache_folder_at_once() {
     let ra: Value = serde_json::from_slice(&a.stdout).unwrap();
     let rb: Value = serde_json::from_slice(&b.stdout).unwrap();
     // Both complete with the same answers, whichever solved or read each point.
-    for (x, y) in ra["scenarios"].as_array().unwrap().iter().zip(rb["scenarios"].as_array().unwrap()) {
-        let (fx, fy) = (x["objective"].as_f64().unwrap(), y["objective"].as_f64().unwrap());
-        assert!((fx - fy).abs() <= 1e-9 * fx.abs(), "{} {fx} {fy}", x["name"]);
+    for (x, y) in ra["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(rb["scenarios"].as_array().unwrap())
+    {
+        let (fx, fy) = (
+            x["objective"].as_f64().unwrap(),
+            y["objective"].as_f64().unwrap(),
+        );
+        assert!(
+            (fx - fy).abs() <= 1e-9 * fx.abs(),
+            "{} {fx} {fy}",
+            x["name"]
+        );
     }
     // No torn file and no temporary left: 16 whole entries, each under its own key.
-    let entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(entries.len(), 16, "{entries:?}");
     for path in entries {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -202,14 +302,27 @@ fn two_sweeps_share_a_cache_folder_at_once() {
     // A third run is answered from the folder.
     let c = spawn();
     let rc: Value = serde_json::from_slice(&c.stdout).unwrap();
-    assert!(rc["scenarios"].as_array().unwrap().iter().all(|s| s["cache"] == "hit"));
+    assert!(rc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["cache"] == "hit"));
 }
 
 #[test]
 fn optimize_answers_from_the_cache_the_second_time() {
     let dir = scratch("optimize");
     let cache = dir.join("cache");
-    let args = ["optimize", &problem("retail_q4.toml"), "-O", "convex", "--format", "json", "--cache", cache.to_str().unwrap()];
+    let args = [
+        "optimize",
+        &problem("retail_q4.toml"),
+        "-O",
+        "convex",
+        "--format",
+        "json",
+        "--cache",
+        cache.to_str().unwrap(),
+    ];
     let (code, first, err) = atlas(&args);
     assert_eq!(code, 0, "{err}");
     let (code, second, err) = atlas(&args);
@@ -226,7 +339,12 @@ fn optimize_answers_from_the_cache_the_second_time() {
     assert!(p.get("cache").is_none());
     #[cfg(not(feature = "redis"))]
     {
-        let (code, _, err) = atlas(&["optimize", &problem("quickstart.toml"), "--cache", "redis://127.0.0.1:6379"]);
+        let (code, _, err) = atlas(&[
+            "optimize",
+            &problem("quickstart.toml"),
+            "--cache",
+            "redis://127.0.0.1:6379",
+        ]);
         assert_eq!(code, 2);
         assert!(err.contains("no Redis support"), "{err}");
     }

@@ -11,6 +11,12 @@ re-evaluate every allocation with its own model:
     python peers.py solve PROBLEM --out-dir DIR [--solvers a,b] [--time-limit S]
                           [--runs N] [--seed N]
         -> DIR/<solver>.json for every solver asked for
+    python peers.py sweep PROBLEM --factors START:STOP:N --out FILE [--solvers a,b]
+                          [--time-limit S]
+        -> FILE: a budget response curve (N budgets from START to STOP times the
+           problem's budget) per solver: SciPy SLSQP in a loop, each solve started from
+           the previous budget's plan; CVXPY with the budget as a Parameter, the problem
+           built once and re-solved (its fastest re-solve path)
 
 Solvers and the packages they need:
 
@@ -498,7 +504,7 @@ def linear_rows_scaled(p, B):
     return p.A, p.row_lo / B, p.row_hi / B
 
 
-def solve_slsqp(p, time_limit, seed):
+def solve_slsqp(p, time_limit, seed, x0=None):
     import numpy as np
     from scipy.optimize import minimize
 
@@ -520,7 +526,7 @@ def solve_slsqp(p, time_limit, seed):
     if p.nonlinear():
         cons.append({"type": "ineq", "fun": nl, "jac": nl_jac})
     bounds = list(zip(p.lb / S, np.where(np.isfinite(p.ub), p.ub / S, None)))
-    u0 = p.start() / S
+    u0 = (p.start() if x0 is None else project_box_budget(np.asarray(x0, dtype=float), p.lb, p.ub, p.budget, p.budget_mode == "exact")) / S
 
     def cb(*_):
         counter.iterations += 1
@@ -741,7 +747,11 @@ def solve_cmaes(p, time_limit, seed):
     return x, status, counter, f"{counter.evaluations} evaluations"
 
 
-def solve_cvxpy(p, time_limit, seed):
+def cvxpy_model(p, budget=None):
+    """The problem as a disciplined convex program: (problem, u, B) with spend x = B * u.
+    With `budget` (a cp.Parameter in spend units) the budget row's right-hand side is that
+    parameter, so that the program can be re-solved for another budget without being
+    built again."""
     import cvxpy as cp
     import numpy as np
     from scipy.sparse import block_diag
@@ -757,7 +767,6 @@ def solve_cvxpy(p, time_limit, seed):
             raise Refused(
                 f"logistic curve (channel {p.channels[ci]}): not expressible in disciplined convex programming"
             )
-    counter = Counter(time.perf_counter() + time_limit)
     # Spend in units of the average spend per variable, so that the conic solver sees
     # numbers of order one whatever the problem's size.
     B = p.budget / p.n
@@ -791,6 +800,12 @@ def solve_cvxpy(p, time_limit, seed):
     if fin.any():
         cons.append(u[fin] <= p.ub[fin] / B)
     for i in range(len(lo)):
+        if budget is not None and p.rows[i][3] == "budget":
+            if lo[i] == hi[i]:
+                cons.append(cp.sum(u) == budget / B)
+            else:
+                cons.append(cp.sum(u) <= budget / B)
+            continue
         row = A[i]
         nz = np.nonzero(row)[0]
         expr = row[nz] @ u[nz]
@@ -810,7 +825,15 @@ def solve_cvxpy(p, time_limit, seed):
         obj = cp.Maximize(p.margin * R - B / ref * cp.sum(u))
     else:
         obj = cp.Maximize(R)
-    prob = cp.Problem(obj, cons)
+    return cp.Problem(obj, cons), u, B
+
+
+def solve_cvxpy(p, time_limit, seed):
+    import cvxpy as cp
+    import numpy as np
+
+    counter = Counter(time.perf_counter() + time_limit)
+    prob, u, B = cvxpy_model(p)
     prob.solve(solver=cp.CLARABEL, time_limit=max(time_limit, 0.1))
     counter.iterations = prob.solver_stats.num_iters or 0
     status = {
@@ -1080,6 +1103,98 @@ def cmd_solve(args):
     return 1 if failures else 0
 
 
+def sweep_points(doc, factors):
+    start, stop, n = factors.split(":")
+    start, stop, n = float(start), float(stop), int(n)
+    base = float(doc["budget"])
+    return [base * (start + (stop - start) * i / (n - 1)) for i in range(n)] if n > 1 else [base * start]
+
+
+def point_problem(doc, budget):
+    d = dict(doc)
+    d["budget"] = budget
+    return Problem(d)
+
+
+def sweep_slsqp(doc, budgets, time_limit):
+    """SLSQP in a loop over the budgets, each solve started from the previous plan
+    rescaled to the new budget (the warm start a user of SciPy would write)."""
+    xs, wall, statuses = [], 0.0, []
+    prev = None
+    for b in budgets:
+        p = point_problem(doc, b)
+        x0 = None if prev is None else prev[0] * (b / prev[1])
+        t = time.perf_counter()
+        x, status, _, _ = solve_slsqp(p, time_limit, 0, x0=x0)
+        wall += time.perf_counter() - t
+        xs.append(x)
+        statuses.append(status)
+        prev = (x, b)
+    return xs, wall, statuses
+
+
+def sweep_cvxpy(doc, budgets, time_limit):
+    """CVXPY with the budget as a Parameter: the program is built and canonicalized once
+    (included in the time), then re-solved for each budget with warm_start."""
+    import cvxpy as cp
+    import numpy as np
+
+    t = time.perf_counter()
+    # Built at the largest budget: the bounds it caps by the budget are then the loosest,
+    # and the budget row holds each point to its own budget.
+    p = point_problem(doc, max(budgets))
+    param = cp.Parameter(nonneg=True, value=budgets[0])
+    prob, u, B = cvxpy_model(p, budget=param)
+    wall = time.perf_counter() - t
+    xs, statuses = [], []
+    for b in budgets:
+        t = time.perf_counter()
+        param.value = b
+        prob.solve(solver=cp.CLARABEL, warm_start=True, time_limit=max(time_limit, 0.1))
+        wall += time.perf_counter() - t
+        if u.value is None:
+            raise RuntimeError(f"Clarabel returned no solution at budget {b} (status {prob.status})")
+        xs.append(np.maximum(B * np.asarray(u.value).ravel(), p.lb))
+        statuses.append({"optimal": "optimal", "optimal_inaccurate": "converged"}.get(prob.status, prob.status))
+    return xs, wall, statuses
+
+
+SWEEPS = {"scipy-slsqp": sweep_slsqp, "cvxpy-clarabel": sweep_cvxpy}
+
+
+def cmd_sweep(args):
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    doc = read_problem(args.problem)
+    budgets = sweep_points(doc, args.factors)
+    solvers = [s for s in args.solvers.split(",") if s] if args.solvers else list(SWEEPS)
+    out = {"problem": doc["name"], "budgets": budgets, "solvers": {}}
+    for solver in solvers:
+        if solver not in SWEEPS:
+            out["solvers"][solver] = {"error": f"no sweep for {solver}; sweeps: {', '.join(SWEEPS)}"}
+            continue
+        miss = missing_packages(solver)
+        if miss:
+            out["solvers"][solver] = {"error": f"missing Python packages: {' '.join(miss)} (pip install {' '.join(miss)})"}
+            continue
+        try:
+            for module in MODULES[solver]:
+                importlib.import_module(module)
+            xs, wall, statuses = SWEEPS[solver](doc, budgets, args.time_limit)
+            points = []
+            for b, x, st in zip(budgets, xs, statuses):
+                p = point_problem(doc, b)
+                points.append({"budget": b, "status": st, "objective": p.objective_value(x), "max_violation": p.violation(x)})
+            out["solvers"][solver] = {"wall_time_s": wall, "points": points}
+        except Refused as e:
+            out["solvers"][solver] = {"refused": str(e)}
+        except Exception as e:  # a peer's failure is a result, not a crash
+            out["solvers"][solver] = {"error": f"{type(e).__name__}: {e}"}
+    write(args.out, out)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1091,10 +1206,18 @@ def main():
     s.add_argument("--time-limit", type=float, default=60.0)
     s.add_argument("--runs", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
+    w = sub.add_parser("sweep", help="a budget response curve with each peer that has a sweep")
+    w.add_argument("problem")
+    w.add_argument("--factors", required=True, help="START:STOP:N, factors of the problem's budget")
+    w.add_argument("--out", required=True)
+    w.add_argument("--solvers", default="")
+    w.add_argument("--time-limit", type=float, default=60.0)
     args = ap.parse_args()
     if args.cmd == "check":
         cmd_check(args)
         return 0
+    if args.cmd == "sweep":
+        return cmd_sweep(args)
     return cmd_solve(args)
 
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod sweep_bench;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -13,11 +14,17 @@ cargo xtask <command>
 commands:
   bench [OPTIONS]   benchmark every optimizer of a release build of `atlas` on the suite
                     (cargo xtask bench --help for the options)
+  bench sweep [OPTIONS]
+                    the speed of `atlas sweep`: warm starts, --jobs, the result cache,
+                    beside SciPy and CVXPY (cargo xtask bench sweep --help)
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("bench") if args.get(1).map(String::as_str) == Some("sweep") => {
+            sweep_bench::run(&args[2..])
+        }
         Some("bench") => bench::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

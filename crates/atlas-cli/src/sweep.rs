@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use atlas_core::problem::Problem;
-use atlas_core::{Compiled, Error, InputError, OptimizationResult, Registry, SolveOptions, SolverConfig};
+use atlas_core::{
+    Compiled, Error, InputError, OptimizationResult, Registry, SolveOptions, SolverConfig,
+};
 use atlas_sweep::{BudgetGrid, Cache, Progress, Sweep, SweepResult};
 use clap::{Args, ValueEnum};
 use serde_json::Value;
@@ -102,11 +104,7 @@ pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> 
     if args.jobs == Some(0) {
         return Err(InputError::new("--jobs", "must be >= 1 (got 0)").into());
     }
-    let grid = args
-        .budgets
-        .as_deref()
-        .map(BudgetGrid::parse)
-        .transpose()?;
+    let grid = args.budgets.as_deref().map(BudgetGrid::parse).transpose()?;
     let mut sweep = if is_scenario_file(&args.input)? {
         Sweep::from_scenario_file(registry, &args.input)?
     } else {
@@ -265,7 +263,11 @@ impl Ticker {
             if terminal {
                 let _ = write!(err, "\r\x1b[2K");
             }
-            let _ = writeln!(err, "sweep: done in {:.1} s", started.elapsed().as_secs_f64());
+            let _ = writeln!(
+                err,
+                "sweep: done in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
         });
         Self {
             state,
@@ -320,7 +322,8 @@ fn print_table(out: &mut dyn Write, r: &SweepResult) -> std::io::Result<()> {
             fmt_amount(s.budget),
             s.status.as_str(),
             fmt_amount(s.objective),
-            s.marginal_return.map_or("-".to_string(), |m| format!("{m:.4}")),
+            s.marginal_return
+                .map_or("-".to_string(), |m| format!("{m:.4}")),
             if s.warm_start { "yes" } else { "no" },
             s.cache.as_str(),
             fmt_duration(s.wall_time_s)

@@ -85,7 +85,12 @@ pub struct KeyOptions {
 /// The cache key of solving `problem` with optimizer `optimizer` configured by
 /// `settings` (its full settings, defaults filled in, as
 /// [`SolverConfig::settings`](atlas_core::SolverConfig::settings) gives them).
-pub fn cache_key(problem: &Problem, optimizer: &str, settings: &Value, options: &KeyOptions) -> String {
+pub fn cache_key(
+    problem: &Problem,
+    optimizer: &str,
+    settings: &Value,
+    options: &KeyOptions,
+) -> String {
     let problem = serde_json::to_value(problem).unwrap_or(Value::Null);
     let mut limits = Map::new();
     limits.insert("max_evaluations".into(), options.max_evaluations.into());
@@ -109,8 +114,13 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
-        let v: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [2, {"d": 1, "c": 0.5}], "x": null}}"#).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"a":{"x":null,"y":[2,{"c":0.5,"d":1}]},"b":1}"#);
+        let v: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [2, {"d": 1, "c": 0.5}], "x": null}}"#)
+                .unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"x":null,"y":[2,{"c":0.5,"d":1}]},"b":1}"#
+        );
     }
 
     #[test]
@@ -135,7 +145,12 @@ mod tests {
 
     fn key_of(text: &str, format: Format) -> String {
         let p = Problem::from_text(text, format).unwrap();
-        cache_key(&p, "lbfgs", &serde_json::json!({"memory": 10}), &KeyOptions::default())
+        cache_key(
+            &p,
+            "lbfgs",
+            &serde_json::json!({"memory": 10}),
+            &KeyOptions::default(),
+        )
     }
 
     #[test]
@@ -169,7 +184,10 @@ mod tests {
         );
         assert_eq!(a, c);
         // One number changed.
-        assert_ne!(a, key_of(&A.replace("k = 20.0", "k = 20.000001"), Format::Toml));
+        assert_ne!(
+            a,
+            key_of(&A.replace("k = 20.0", "k = 20.000001"), Format::Toml)
+        );
         // Channel order is part of the problem (file order).
         let swapped = r#"
             name = "p"
@@ -187,14 +205,38 @@ mod tests {
     #[test]
     fn optimizer_settings_and_seed_change_the_key() {
         let p = Problem::from_text(A, Format::Toml).unwrap();
-        let base = cache_key(&p, "lbfgs", &serde_json::json!({"memory": 10}), &KeyOptions::default());
-        assert_ne!(base, cache_key(&p, "convex", &serde_json::json!({"memory": 10}), &KeyOptions::default()));
-        assert_ne!(base, cache_key(&p, "lbfgs", &serde_json::json!({"memory": 11}), &KeyOptions::default()));
+        let base = cache_key(
+            &p,
+            "lbfgs",
+            &serde_json::json!({"memory": 10}),
+            &KeyOptions::default(),
+        );
+        assert_ne!(
+            base,
+            cache_key(
+                &p,
+                "convex",
+                &serde_json::json!({"memory": 10}),
+                &KeyOptions::default()
+            )
+        );
+        assert_ne!(
+            base,
+            cache_key(
+                &p,
+                "lbfgs",
+                &serde_json::json!({"memory": 11}),
+                &KeyOptions::default()
+            )
+        );
         let seeded = KeyOptions {
             seed: Some(3),
             ..KeyOptions::default()
         };
-        assert_ne!(base, cache_key(&p, "lbfgs", &serde_json::json!({"memory": 10}), &seeded));
+        assert_ne!(
+            base,
+            cache_key(&p, "lbfgs", &serde_json::json!({"memory": 10}), &seeded)
+        );
         assert_eq!(base.len(), 64);
     }
 }

@@ -85,7 +85,9 @@ impl BudgetGrid {
     pub fn parse(spec: &str) -> Result<BudgetGrid, InputError> {
         let spec = spec.trim();
         if spec.is_empty() {
-            return Err(bad("empty: give START:STOP:N (e.g. 0.5x:2x:16) or a comma list (e.g. 1e6,1.5e6,2e6)"));
+            return Err(bad(
+                "empty: give START:STOP:N (e.g. 0.5x:2x:16) or a comma list (e.g. 1e6,1.5e6,2e6)",
+            ));
         }
         if spec.contains(':') {
             let parts: Vec<&str> = spec.split(':').collect();
@@ -195,7 +197,10 @@ mod tests {
     #[test]
     fn ranges_with_factors_are_evenly_spaced_and_inclusive() {
         let g = BudgetGrid::parse("0.5x:2x:4").unwrap();
-        assert_eq!(g.budgets(1000.0).unwrap(), vec![500.0, 1000.0, 1500.0, 2000.0]);
+        assert_eq!(
+            g.budgets(1000.0).unwrap(),
+            vec![500.0, 1000.0, 1500.0, 2000.0]
+        );
         let g = BudgetGrid::parse("1e6:2e6:3").unwrap();
         assert_eq!(g.budgets(5.0).unwrap(), vec![1e6, 1.5e6, 2e6]);
         // Mixed: an amount to a factor.
@@ -206,14 +211,20 @@ mod tests {
         let b = g.budgets(1.0).unwrap();
         assert_eq!(b.len(), 7);
         assert_eq!(*b.last().unwrap(), 0.7);
-        assert_eq!(BudgetGrid::parse("3x:3x:1").unwrap().budgets(2.0).unwrap(), vec![6.0]);
+        assert_eq!(
+            BudgetGrid::parse("3x:3x:1").unwrap().budgets(2.0).unwrap(),
+            vec![6.0]
+        );
     }
 
     #[test]
     fn lists_are_sorted() {
         let g = BudgetGrid::parse("2e6, 1e6,1.5x").unwrap();
         assert_eq!(g.budgets(1e6).unwrap(), vec![1e6, 1.5e6, 2e6]);
-        assert_eq!(BudgetGrid::parse("1_000").unwrap().budgets(1.0).unwrap(), vec![1000.0]);
+        assert_eq!(
+            BudgetGrid::parse("1_000").unwrap().budgets(1.0).unwrap(),
+            vec![1000.0]
+        );
     }
 
     fn parse_err(spec: &str) -> String {

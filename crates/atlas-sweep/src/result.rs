@@ -104,7 +104,9 @@ impl SweepResult {
     /// numbers.
     pub fn to_csv(&self) -> String {
         let channels = self.channels();
-        let mut out = String::from("name,budget,status,objective,bound,total_spend,marginal_return,wall_time_s");
+        let mut out = String::from(
+            "name,budget,status,objective,bound,total_spend,marginal_return,wall_time_s",
+        );
         for c in &channels {
             out.push(',');
             out.push_str(&csv_field(&format!("total:{c}")));
@@ -127,11 +129,7 @@ impl SweepResult {
             out.push('\n');
         }
         for e in &self.errors {
-            let mut row = vec![
-                csv_field(&e.name),
-                num(e.budget),
-                csv_field(&e.kind),
-            ];
+            let mut row = vec![csv_field(&e.name), num(e.budget), csv_field(&e.kind)];
             row.extend(std::iter::repeat_n(String::new(), 5 + channels.len()));
             out.push_str(&row.join(","));
             out.push('\n');

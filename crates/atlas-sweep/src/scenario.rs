@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use atlas_core::problem::{
-    parse_document, AdstockSpec, BudgetMode, Constraint, CurveSpec, Format, ObjectiveKind,
-    Problem,
+    parse_document, AdstockSpec, BudgetMode, Constraint, CurveSpec, Format, ObjectiveKind, Problem,
 };
 use atlas_core::{Error, InputError};
 use indexmap::IndexMap;
@@ -87,31 +86,67 @@ impl ScenarioSpec {
 #[serde(deny_unknown_fields)]
 pub struct ChannelPatch {
     /// Lower bound on the channel's total.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min: Option<Option<f64>>,
     /// Upper bound on the channel's total.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max: Option<Option<f64>>,
     /// Lower bound on each period's spend.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub period_min: Option<Option<f64>>,
     /// Upper bound on each period's spend.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub period_max: Option<Option<f64>>,
     /// Response curve (replaced whole).
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub response: Option<Option<CurveSpec>>,
     /// Carry-over (replaced whole).
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub adstock: Option<Option<AdstockSpec>>,
     /// Spend unit.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub spend_unit: Option<Option<f64>>,
     /// Minimum spend when active.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_active: Option<Option<f64>>,
     /// Fixed cost when active.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fixed_cost: Option<Option<f64>>,
 }
 
@@ -231,7 +266,11 @@ pub fn apply_all(base: &Problem, specs: &[ScenarioSpec]) -> Result<Vec<Scenario>
     for (i, spec) in specs.iter().enumerate() {
         let label = scenario_label(i, &spec.name);
         if spec.name.trim().is_empty() {
-            return Err(scenario_error(&format!("scenarios[{i}]"), "name", "required: every scenario needs a unique, non-empty name"));
+            return Err(scenario_error(
+                &format!("scenarios[{i}]"),
+                "name",
+                "required: every scenario needs a unique, non-empty name",
+            ));
         }
         if let Some(j) = out.iter().position(|s| s.name == spec.name) {
             return Err(scenario_error(
@@ -240,7 +279,8 @@ pub fn apply_all(base: &Problem, specs: &[ScenarioSpec]) -> Result<Vec<Scenario>
                 format!("duplicate: scenarios[{j}] has the same name"),
             ));
         }
-        let problem = apply(base, spec).map_err(|(field, reason)| scenario_error(&label, &field, reason))?;
+        let problem =
+            apply(base, spec).map_err(|(field, reason)| scenario_error(&label, &field, reason))?;
         out.push(Scenario {
             name: spec.name.clone(),
             problem,
@@ -405,9 +445,19 @@ mod tests {
         assert_eq!(s[1].problem.budget, 1200.0);
         assert_eq!(s[1].problem.channels, b.channels);
         let tv = &s[2].problem.channels[0];
-        assert_eq!((tv.max, tv.response.clone()), (Some(300.0), b.channels[0].response.clone()));
-        assert_eq!(s[2].problem.channels[1].max, Some(800.0), "fields not named are kept");
-        assert_eq!(s[2].problem.channels[1].response.as_ref().unwrap().alpha, Some(0.5));
+        assert_eq!(
+            (tv.max, tv.response.clone()),
+            (Some(300.0), b.channels[0].response.clone())
+        );
+        assert_eq!(
+            s[2].problem.channels[1].max,
+            Some(800.0),
+            "fields not named are kept"
+        );
+        assert_eq!(
+            s[2].problem.channels[1].response.as_ref().unwrap().alpha,
+            Some(0.5)
+        );
         assert_eq!(s[2].problem.budget, 900.0);
         assert_eq!(s[3].problem.constraints.len(), 2);
         assert_eq!(s[3].problem.constraints[1].periods, Some(vec![0]));
@@ -420,7 +470,10 @@ mod tests {
 
     #[test]
     fn null_removes_an_optional_channel_field() {
-        let spec: ScenarioSpec = serde_json::from_str(r#"{"name": "free search", "channels": {"search": {"max": null}}}"#).unwrap();
+        let spec: ScenarioSpec = serde_json::from_str(
+            r#"{"name": "free search", "channels": {"search": {"max": null}}}"#,
+        )
+        .unwrap();
         let p = apply(&base(), &spec).unwrap();
         assert_eq!(p.channels[1].max, None);
     }
@@ -438,27 +491,52 @@ mod tests {
             "scenarios[1] (\"tv capped\"): channels.tvv: unknown channel `tvv` (did you mean `tv`?); the base problem's channels: tv, search"
         );
         let e = message(&format!("{head}periods = 4"));
-        assert!(e.starts_with("scenarios[1] (\"tv capped\"): periods: not patchable"), "{e}");
+        assert!(
+            e.starts_with("scenarios[1] (\"tv capped\"): periods: not patchable"),
+            "{e}"
+        );
         let e = message(&format!("{head}budget = 2.0\nbudget_factor = 1.5"));
-        assert!(e.starts_with("scenarios[1] (\"tv capped\"): budget_factor: exclusive with `budget`"), "{e}");
+        assert!(
+            e.starts_with("scenarios[1] (\"tv capped\"): budget_factor: exclusive with `budget`"),
+            "{e}"
+        );
         let e = message(&format!("{head}budget_factor = -1.0"));
-        assert!(e.contains("budget_factor: must be a finite number > 0"), "{e}");
+        assert!(
+            e.contains("budget_factor: must be a finite number > 0"),
+            "{e}"
+        );
         let e = message(&format!("{head}budjet = 2.0"));
         assert!(e.starts_with("scenarios[1] (\"tv capped\"): "), "{e}");
         assert!(e.contains("budjet") && e.contains("budget"), "{e}");
         let e = message(&format!("{head}channels.tv = {{ maxx = 1.0 }}"));
-        assert!(e.starts_with("scenarios[1] (\"tv capped\"): channels.tv"), "{e}");
+        assert!(
+            e.starts_with("scenarios[1] (\"tv capped\"): channels.tv"),
+            "{e}"
+        );
         assert!(e.contains("maxx"), "{e}");
         let e = message(&format!("{head}channels.tv = {{ name = \"radio\" }}"));
-        assert!(e.starts_with("scenarios[1] (\"tv capped\"): channels.tv"), "{e}");
+        assert!(
+            e.starts_with("scenarios[1] (\"tv capped\"): channels.tv"),
+            "{e}"
+        );
         assert!(e.contains("unknown field `name`"), "{e}");
         // NaN reaches the problem's checks instead of vanishing on the way.
         let s = apply_text(&format!("{head}channels.tv = {{ max = nan }}")).unwrap();
         assert!(s[1].problem.channels[0].max.unwrap().is_nan());
-        let e = message(&format!("{head}add_constraints = [ {{ kind = \"sharee\" }} ]"));
-        assert!(e.starts_with("scenarios[1] (\"tv capped\"): add_constraints[0].kind"), "{e}");
-        let e = message("base = \"b.toml\"\n[[scenarios]]\nname = \"a\"\n[[scenarios]]\nname = \"a\"\n");
-        assert_eq!(e, "scenarios[1] (\"a\"): name: duplicate: scenarios[0] has the same name");
+        let e = message(&format!(
+            "{head}add_constraints = [ {{ kind = \"sharee\" }} ]"
+        ));
+        assert!(
+            e.starts_with("scenarios[1] (\"tv capped\"): add_constraints[0].kind"),
+            "{e}"
+        );
+        let e = message(
+            "base = \"b.toml\"\n[[scenarios]]\nname = \"a\"\n[[scenarios]]\nname = \"a\"\n",
+        );
+        assert_eq!(
+            e,
+            "scenarios[1] (\"a\"): name: duplicate: scenarios[0] has the same name"
+        );
         let e = message("base = \"b.toml\"\n[[scenarios]]\nbudget = 3.0\n");
         assert!(e.starts_with("scenarios[0]: "), "{e}");
         assert!(e.contains("name"), "{e}");

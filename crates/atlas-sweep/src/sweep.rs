@@ -143,7 +143,10 @@ impl<'r> Sweep<'r> {
     }
 
     /// A sweep of a problem file (TOML, JSON or YAML); errors name the file.
-    pub fn from_problem_file(registry: &'r Registry, path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn from_problem_file(
+        registry: &'r Registry,
+        path: impl AsRef<Path>,
+    ) -> Result<Self, Error> {
         let path = path.as_ref();
         let base = Problem::from_path(path)?;
         Ok(Self::new(registry, base).source(path))
@@ -151,7 +154,10 @@ impl<'r> Sweep<'r> {
 
     /// A sweep of a scenario file: its base problem (relative to the file), its scenarios
     /// and its optimizer.
-    pub fn from_scenario_file(registry: &'r Registry, path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn from_scenario_file(
+        registry: &'r Registry,
+        path: impl AsRef<Path>,
+    ) -> Result<Self, Error> {
         let path = path.as_ref();
         let file = ScenarioFile::from_path(path)?;
         let base_path = file.base_path(path);
@@ -270,11 +276,14 @@ impl<'r> Sweep<'r> {
             return Ok(config);
         }
         let name = match (&self.file_optimizer, &self.optimizer) {
-            (Some(file), Some(asked)) if file != asked => return Err(optimizer_conflict(file, asked)),
+            (Some(file), Some(asked)) if file != asked => {
+                return Err(optimizer_conflict(file, asked))
+            }
             (_, Some(name)) | (Some(name), None) => name.clone(),
             (None, None) => default_optimizer(self.registry),
         };
-        self.registry.config(&name, std::mem::take(&mut self.settings))
+        self.registry
+            .config(&name, std::mem::take(&mut self.settings))
     }
 
     /// The scenarios as complete problems, with budget points expanded.
@@ -343,7 +352,13 @@ impl<'r> Sweep<'r> {
             tasks.push(Task::new(s, compiled));
         }
 
-        let plan = warm::plan(&tasks.iter().map(|t| (t.shape.as_str(), t.budget)).collect::<Vec<_>>(), self.warm_start);
+        let plan = warm::plan(
+            &tasks
+                .iter()
+                .map(|t| (t.shape.as_str(), t.budget))
+                .collect::<Vec<_>>(),
+            self.warm_start,
+        );
         let pool = {
             let mut b = rayon::ThreadPoolBuilder::new();
             if let Some(n) = self.jobs {
@@ -385,14 +400,24 @@ impl<'r> Sweep<'r> {
 
         let outcomes: Vec<Outcome> = outcomes
             .into_iter()
-            .map(|o| o.into_inner().unwrap_or_else(|| Outcome::Failed(ScenarioError {
-                name: String::new(),
-                budget: None,
-                kind: "solver".into(),
-                message: "the scenario was never run".into(),
-            })))
+            .map(|o| {
+                o.into_inner().unwrap_or_else(|| {
+                    Outcome::Failed(ScenarioError {
+                        name: String::new(),
+                        budget: None,
+                        kind: "solver".into(),
+                        message: "the scenario was never run".into(),
+                    })
+                })
+            })
             .collect();
-        Ok(assemble(&self.base.name, config.name(), &tasks, outcomes, started.elapsed()))
+        Ok(assemble(
+            &self.base.name,
+            config.name(),
+            &tasks,
+            outcomes,
+            started.elapsed(),
+        ))
     }
 }
 
@@ -454,7 +479,10 @@ fn shape_key(p: &Problem) -> String {
         .iter()
         .map(|c| {
             let fields = serde_json::to_value(c).unwrap_or(Value::Null);
-            let keys: Vec<&String> = fields.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            let keys: Vec<&String> = fields
+                .as_object()
+                .map(|m| m.keys().collect())
+                .unwrap_or_default();
             serde_json::json!([c.name, keys])
         })
         .collect();
@@ -518,7 +546,9 @@ impl<'a> Runner<'a> {
             let is_failure = matches!(outcome, Outcome::Failed(_));
             let _ = self.outcomes[i].set(outcome);
             let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-            let failed = self.failed.fetch_add(usize::from(is_failure), Ordering::Relaxed)
+            let failed = self
+                .failed
+                .fetch_add(usize::from(is_failure), Ordering::Relaxed)
                 + usize::from(is_failure);
             if let Some(f) = self.progress {
                 f(&Progress {
@@ -572,7 +602,14 @@ impl<'a> Runner<'a> {
             None => false,
         };
         let solved = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            solve_cached(self.registry, self.cache, &task.problem, compiled, self.config, options)
+            solve_cached(
+                self.registry,
+                self.cache,
+                &task.problem,
+                compiled,
+                self.config,
+                options,
+            )
         }));
         let wall_time_s = started.elapsed().as_secs_f64();
         match solved {
@@ -624,7 +661,11 @@ fn failure(name: &str, budget: f64, e: &Error) -> ScenarioError {
 
 /// A result that is not an answer: proven infeasible, or a limit reached before any
 /// feasible point was found. The message lists the rules the returned plan breaks.
-fn result_failure(task: &Task, compiled: &Compiled, r: &OptimizationResult) -> Option<ScenarioError> {
+fn result_failure(
+    task: &Task,
+    compiled: &Compiled,
+    r: &OptimizationResult,
+) -> Option<ScenarioError> {
     let tolerance = compiled.feasibility_tolerance();
     let infeasible = match r.status {
         Status::Infeasible => true,

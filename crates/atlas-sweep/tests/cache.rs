@@ -43,7 +43,10 @@ fn a_stored_result_is_returned_only_after_it_is_re_evaluated() {
     assert_eq!(cache.stats().hits, 1);
     // Its memory level answers the next time, even with the file gone.
     std::fs::remove_file(&entry_files(&dir)[0]).unwrap();
-    assert_eq!(solve(&cache, "quickstart.toml").cache, Some(CacheStatus::Hit));
+    assert_eq!(
+        solve(&cache, "quickstart.toml").cache,
+        Some(CacheStatus::Hit)
+    );
 }
 
 #[test]
@@ -66,12 +69,19 @@ fn truncated_garbage_and_forged_entries_are_misses_and_never_returned() {
             .iter()
             .find(|f| {
                 let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
-                v["result"]["total_spend"].as_f64().is_some_and(|s| (s - b).abs() < 1e-3 * b)
+                v["result"]["total_spend"]
+                    .as_f64()
+                    .is_some_and(|s| (s - b).abs() < 1e-3 * b)
             })
             .unwrap()
             .clone()
     };
-    let (f500, f750, f1000, f1250) = (by_budget(5e5), by_budget(7.5e5), by_budget(1e6), by_budget(1.25e6));
+    let (f500, f750, f1000, f1250) = (
+        by_budget(5e5),
+        by_budget(7.5e5),
+        by_budget(1e6),
+        by_budget(1.25e6),
+    );
     // 1. Truncated mid-way.
     let text = std::fs::read_to_string(&f500).unwrap();
     std::fs::write(&f500, &text[..text.len() / 2]).unwrap();
@@ -97,7 +107,11 @@ fn truncated_garbage_and_forged_entries_are_misses_and_never_returned() {
     for (t, a) in truth.scenarios.iter().zip(&again.scenarios) {
         // Every damaged entry is a miss, solved again to the true answer.
         assert_eq!(a.cache, CacheStatus::Miss, "{}", a.name);
-        assert!((a.objective - t.objective).abs() <= 1e-9 * t.objective, "{}", a.name);
+        assert!(
+            (a.objective - t.objective).abs() <= 1e-9 * t.objective,
+            "{}",
+            a.name
+        );
         let p = {
             let mut p = problem("quickstart.toml");
             p.budget = a.budget;
@@ -119,7 +133,9 @@ fn results_stopped_by_the_clock_or_by_patience_are_never_stored() {
     let config = reg.default_config("lbfgs").unwrap();
     let options = SolveOptions::default();
     let key = Cache::key(&p, config.as_ref(), &options);
-    let mut r = reg.optimize(&c, config.as_ref(), SolveOptions::default()).unwrap();
+    let mut r = reg
+        .optimize(&c, config.as_ref(), SolveOptions::default())
+        .unwrap();
     for status in [Status::TimeLimit, Status::StoppedEarly] {
         r.status = status;
         assert!(!atlas_sweep::cacheable(&r));
@@ -162,21 +178,33 @@ fn a_folder_that_cannot_be_written_warns_once_and_the_sweep_runs() {
     assert!(r.errors.is_empty());
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(seen[0].contains("is not writable") && seen[0].contains("a-file"), "{}", seen[0]);
+    assert!(
+        seen[0].contains("is not writable") && seen[0].contains("a-file"),
+        "{}",
+        seen[0]
+    );
 }
 
 #[test]
 fn cache_specs() {
     assert!(Cache::from_spec("off").unwrap().is_none());
-    assert_eq!(Cache::from_spec("memory").unwrap().unwrap().describe(), "memory");
+    assert_eq!(
+        Cache::from_spec("memory").unwrap().unwrap().describe(),
+        "memory"
+    );
     let dir = scratch("spec");
     let c = Cache::from_spec(dir.to_str().unwrap()).unwrap().unwrap();
     assert_eq!(c.folder_path(), Some(dir.as_path()));
     assert!(Cache::from_spec("  ").is_err());
     #[cfg(not(feature = "redis"))]
     {
-        let e = Cache::from_spec("redis://user:secret@127.0.0.1:6379").unwrap_err().to_string();
-        assert!(e.contains("no Redis support") && !e.contains("secret"), "{e}");
+        let e = Cache::from_spec("redis://user:secret@127.0.0.1:6379")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no Redis support") && !e.contains("secret"),
+            "{e}"
+        );
     }
     #[cfg(feature = "redis")]
     {

@@ -27,7 +27,9 @@ fn unique_problem(file: &str) -> atlas_core::Problem {
 fn shared_url() -> Option<String> {
     let url = std::env::var("ATLAS_TEST_REDIS_URL").ok();
     if url.is_none() {
-        eprintln!("SKIPPED: ATLAS_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379); CI sets it");
+        eprintln!(
+            "SKIPPED: ATLAS_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379); CI sets it"
+        );
     }
     url
 }
@@ -40,20 +42,36 @@ fn results_are_shared_through_redis_and_expire() {
     let c = Compiled::new(&p).unwrap();
     let config = reg.default_config("lbfgs").unwrap();
     let (sink, seen) = warnings();
-    let writer = Cache::builder().redis(&url).ttl_seconds(120).warnings(sink.clone()).build().unwrap();
-    let first = writer.solve(&reg, &p, &c, config.as_ref(), SolveOptions::default()).unwrap();
+    let writer = Cache::builder()
+        .redis(&url)
+        .ttl_seconds(120)
+        .warnings(sink.clone())
+        .build()
+        .unwrap();
+    let first = writer
+        .solve(&reg, &p, &c, config.as_ref(), SolveOptions::default())
+        .unwrap();
     assert_eq!(first.cache, Some(CacheStatus::Miss));
     // Another cache (another process or machine): answered by Redis.
     let reader = Cache::builder().redis(&url).warnings(sink).build().unwrap();
-    let second = reader.solve(&reg, &p, &c, config.as_ref(), SolveOptions::default()).unwrap();
+    let second = reader
+        .solve(&reg, &p, &c, config.as_ref(), SolveOptions::default())
+        .unwrap();
     assert_eq!(second.cache, Some(CacheStatus::Hit));
     assert_eq!(second.allocation, first.allocation);
-    assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
     // The entry carries its expiry.
     let key = Cache::key(&p, config.as_ref(), &SolveOptions::default());
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut con = client.get_connection().unwrap();
-    let ttl: i64 = redis::cmd("TTL").arg(format!("atlas:result:v1:{key}")).query(&mut con).unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("atlas:result:v1:{key}"))
+        .query(&mut con)
+        .unwrap();
     assert!((100..=120).contains(&ttl), "ttl {ttl}");
     // A forged value in Redis is a miss, re-solved and replaced.
     let _: () = redis::cmd("SET")
@@ -62,10 +80,15 @@ fn results_are_shared_through_redis_and_expire() {
         .query(&mut con)
         .unwrap();
     let third = Cache::builder().redis(&url).build().unwrap();
-    let r = third.solve(&reg, &p, &c, config.as_ref(), SolveOptions::default()).unwrap();
+    let r = third
+        .solve(&reg, &p, &c, config.as_ref(), SolveOptions::default())
+        .unwrap();
     assert_eq!(r.cache, Some(CacheStatus::Miss));
     assert_eq!(third.stats().rejected, 1);
-    let _: i64 = redis::cmd("DEL").arg(format!("atlas:result:v1:{key}")).query(&mut con).unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("atlas:result:v1:{key}"))
+        .query(&mut con)
+        .unwrap();
 }
 
 /// A `redis-server` of the test's own on a free port, killed when dropped.
@@ -76,9 +99,22 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start() -> Option<OwnRedis> {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -97,11 +133,20 @@ impl OwnRedis {
         let url = format!("redis://127.0.0.1:{port}");
         let client = redis::Client::open(url.as_str()).unwrap();
         let started = Instant::now();
-        while client.get_connection_with_timeout(Duration::from_millis(200)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+        while client
+            .get_connection_with_timeout(Duration::from_millis(200))
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(OwnRedis { child: Some(child), url })
+        Some(OwnRedis {
+            child: Some(child),
+            url,
+        })
     }
 
     fn kill(&mut self) {
@@ -120,7 +165,9 @@ impl Drop for OwnRedis {
 
 #[test]
 fn a_sweep_completes_when_its_redis_is_killed_half_way() {
-    let Some(server) = OwnRedis::start() else { return };
+    let Some(server) = OwnRedis::start() else {
+        return;
+    };
     let url = server.url.clone();
     let server = Arc::new(Mutex::new(server));
     let (sink, seen) = warnings();
@@ -143,16 +190,27 @@ fn a_sweep_completes_when_its_redis_is_killed_half_way() {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.scenarios.iter().all(|s| s.cache == CacheStatus::Miss));
     let stats = cache.stats();
-    assert_eq!(stats.stored, 10, "every result still goes to the memory level");
+    assert_eq!(
+        stats.stored, 10,
+        "every result still goes to the memory level"
+    );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1, "reported once: {seen:?}");
-    assert!(seen[0].contains("unreachable") && seen[0].contains(&url[8..]), "{}", seen[0]);
+    assert!(
+        seen[0].contains("unreachable") && seen[0].contains(&url[8..]),
+        "{}",
+        seen[0]
+    );
 }
 
 #[test]
 fn an_unreachable_redis_is_reported_once_and_never_fails_a_solve() {
     // A port nothing listens on.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (sink, seen) = warnings();
     let cache = Cache::builder()
         .redis(format!("redis://127.0.0.1:{port}"))

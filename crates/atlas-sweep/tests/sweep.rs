@@ -24,15 +24,35 @@ fn a_budget_curve_matches_separate_solves_and_reports_infeasible_points() {
         .run()
         .unwrap();
     let names: Vec<&str> = r.scenarios.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["budget=500000", "budget=750000", "budget=1000000", "budget=1250000"]);
-    let failed: Vec<(&str, &str)> = r.errors.iter().map(|e| (e.name.as_str(), e.kind.as_str())).collect();
+    assert_eq!(
+        names,
+        [
+            "budget=500000",
+            "budget=750000",
+            "budget=1000000",
+            "budget=1250000"
+        ]
+    );
+    let failed: Vec<(&str, &str)> = r
+        .errors
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind.as_str()))
+        .collect();
     assert_eq!(
         failed,
-        [("budget=1500000", "infeasible"), ("budget=1750000", "infeasible"), ("budget=2000000", "infeasible")]
+        [
+            ("budget=1500000", "infeasible"),
+            ("budget=1750000", "infeasible"),
+            ("budget=2000000", "infeasible")
+        ]
     );
     for e in &r.errors {
         assert!(e.message.contains("constraints involved"), "{}", e.message);
-        assert!(e.message.contains("max"), "the channel maximums are named: {}", e.message);
+        assert!(
+            e.message.contains("max"),
+            "the channel maximums are named: {}",
+            e.message
+        );
     }
     for s in &r.scenarios {
         // Each point is the base problem with that budget, solved as a separate solve would.
@@ -40,9 +60,17 @@ fn a_budget_curve_matches_separate_solves_and_reports_infeasible_points() {
         p.budget = s.budget;
         let c = Compiled::new(&p).unwrap();
         let alone = reg
-            .optimize(&c, reg.default_config("convex").unwrap().as_ref(), Default::default())
+            .optimize(
+                &c,
+                reg.default_config("convex").unwrap().as_ref(),
+                Default::default(),
+            )
             .unwrap();
-        assert!((s.objective - alone.objective).abs() <= 1e-8 * alone.objective, "{}", s.name);
+        assert!(
+            (s.objective - alone.objective).abs() <= 1e-8 * alone.objective,
+            "{}",
+            s.name
+        );
         assert_eq!(s.status, Status::Optimal);
         assert_eq!(s.cache, CacheStatus::Off);
         assert!((s.total_spend - s.budget).abs() <= 1e-6 * s.budget);
@@ -52,7 +80,11 @@ fn a_budget_curve_matches_separate_solves_and_reports_infeasible_points() {
     // Concave curve: the objective rises and the marginal return falls; the central
     // differences are those of the points around each one.
     let f: Vec<f64> = r.scenarios.iter().map(|s| s.objective).collect();
-    let m: Vec<f64> = r.scenarios.iter().map(|s| s.marginal_return.unwrap()).collect();
+    let m: Vec<f64> = r
+        .scenarios
+        .iter()
+        .map(|s| s.marginal_return.unwrap())
+        .collect();
     assert!(f.windows(2).all(|w| w[1] > w[0]));
     assert!(m.windows(2).all(|w| w[1] < w[0]), "{m:?}");
     assert!((m[0] - (f[1] - f[0]) / 250_000.0).abs() < 1e-12 * m[0].abs().max(1.0));
@@ -64,7 +96,11 @@ fn scenario_file(body: &str) -> std::path::PathBuf {
     let dir = scratch("scenarios");
     let base = problems().join("quickstart.toml");
     let path = dir.join("plans.toml");
-    std::fs::write(&path, format!("base = {:?}\n{body}", base.to_str().unwrap())).unwrap();
+    std::fs::write(
+        &path,
+        format!("base = {:?}\n{body}", base.to_str().unwrap()),
+    )
+    .unwrap();
     path
 }
 
@@ -87,15 +123,25 @@ name = "radio capped"
 channels.radio = { max = 60000.0 }
 "#,
     );
-    let r = Sweep::from_scenario_file(&reg, &path).unwrap().run().unwrap();
+    let r = Sweep::from_scenario_file(&reg, &path)
+        .unwrap()
+        .run()
+        .unwrap();
     assert_eq!(r.optimizer, "lbfgs");
     let names: Vec<&str> = r.scenarios.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["plan", "budget +20%", "radio capped"]);
     assert_eq!(r.errors.len(), 1);
     let e = &r.errors[0];
-    assert_eq!((e.name.as_str(), e.kind.as_str()), ("tv heavy", "infeasible"));
+    assert_eq!(
+        (e.name.as_str(), e.kind.as_str()),
+        ("tv heavy", "infeasible")
+    );
     // tv may take at most 500k of the 1M budget: the share rule is named.
-    assert!(e.message.contains("constraints[1] (share of tv >= 0.6)"), "{}", e.message);
+    assert!(
+        e.message.contains("constraints[1] (share of tv >= 0.6)"),
+        "{}",
+        e.message
+    );
     // The patched scenarios are what they say.
     assert!((r.scenarios[1].budget - 1.2e6).abs() < 1e-6);
     assert!(r.scenarios[2].totals["radio"] <= 60_000.0 * (1.0 + 1e-9));
@@ -144,12 +190,24 @@ fn bad_scenarios_are_input_errors_before_any_solve() {
         assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
         assert!(text.contains(expect), "expected `{expect}` in `{text}`");
-        assert_eq!(progress_calls.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing ran");
+        assert_eq!(
+            progress_calls.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "nothing ran"
+        );
     }
     // The file's optimizer and the caller's must agree.
     let path = scenario_file("optimizer = \"convex\"\n[[scenarios]]\nname = \"plan\"\n");
-    let err = Sweep::from_scenario_file(&reg, &path).unwrap().optimizer("lbfgs").run().unwrap_err();
-    assert!(err.to_string().contains("names optimizer `convex` but `lbfgs`"), "{err}");
+    let err = Sweep::from_scenario_file(&reg, &path)
+        .unwrap()
+        .optimizer("lbfgs")
+        .run()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("names optimizer `convex` but `lbfgs`"),
+        "{err}"
+    );
     // Unknown settings.
     let err = Sweep::new(&reg, problem("quickstart.toml"))
         .optimizer("lbfgs")
@@ -165,7 +223,10 @@ fn bad_scenarios_are_input_errors_before_any_solve() {
         .unwrap_err();
     assert!(err.to_string().starts_with("--budgets: START 2x"), "{err}");
     let f = ScenarioFile::from_path(scenario_file("[[scenarios]]\nname = \"a\"\nbudjet = 3.0\n"));
-    assert!(f.unwrap_err().to_string().contains("scenarios[0] (\"a\"): "));
+    assert!(f
+        .unwrap_err()
+        .to_string()
+        .contains("scenarios[0] (\"a\"): "));
 }
 
 #[test]
@@ -205,7 +266,11 @@ fn a_sweep_through_a_folder_cache_is_answered_from_it_the_second_time() {
     };
     let first = run();
     assert!(first.scenarios.iter().all(|s| s.cache == CacheStatus::Miss));
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5, "one file per key");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        5,
+        "one file per key"
+    );
     let second = run();
     for (a, b) in first.scenarios.iter().zip(&second.scenarios) {
         assert_eq!(b.cache, CacheStatus::Hit);

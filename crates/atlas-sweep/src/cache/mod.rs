@@ -271,7 +271,9 @@ impl Cache {
     /// The cache a `--cache` value names (see [`CacheBuilder::from_spec`]); `None` for
     /// `off`.
     pub fn from_spec(spec: &str) -> Result<Option<Cache>, Error> {
-        CacheBuilder::from_spec(spec)?.map(CacheBuilder::build).transpose()
+        CacheBuilder::from_spec(spec)?
+            .map(CacheBuilder::build)
+            .transpose()
     }
 
     /// The levels, for messages (`folder /tmp/c`, `redis 127.0.0.1:6379`, `memory`).
@@ -308,7 +310,12 @@ impl Cache {
     /// The stored result of `key`, checked against `compiled` (the problem it was keyed
     /// from), with `cache = "hit"`; `None` when no level holds a usable entry. Entries that
     /// fail the check are removed.
-    pub fn get(&self, key: &str, compiled: &Compiled, optimizer: &str) -> Option<OptimizationResult> {
+    pub fn get(
+        &self,
+        key: &str,
+        compiled: &Compiled,
+        optimizer: &str,
+    ) -> Option<OptimizationResult> {
         let check = |entry: &Entry| check_entry(entry, key, compiled, optimizer);
         if let Some(result) = self.memory.get(key) {
             match check_result(&result, compiled, optimizer) {
@@ -443,7 +450,12 @@ fn close(a: f64, b: f64, scale: f64) -> bool {
     (a - b).abs() <= RECHECK_TOLERANCE * scale.max(a.abs()).max(b.abs())
 }
 
-fn check_entry(entry: &Entry, key: &str, compiled: &Compiled, optimizer: &str) -> Result<(), String> {
+fn check_entry(
+    entry: &Entry,
+    key: &str,
+    compiled: &Compiled,
+    optimizer: &str,
+) -> Result<(), String> {
     if entry.format != ENTRY_FORMAT {
         return Err(format!("entry format `{}`", entry.format));
     }
@@ -457,7 +469,11 @@ fn check_entry(entry: &Entry, key: &str, compiled: &Compiled, optimizer: &str) -
 /// violation, the totals and the total spend must match within
 /// [`RECHECK_TOLERANCE`] (relative), a stored bound must not contradict the objective,
 /// and the allocation must meet the rules.
-fn check_result(r: &OptimizationResult, compiled: &Compiled, optimizer: &str) -> Result<(), String> {
+fn check_result(
+    r: &OptimizationResult,
+    compiled: &Compiled,
+    optimizer: &str,
+) -> Result<(), String> {
     if r.problem != compiled.name() || r.optimizer != optimizer {
         return Err("entry for another problem or optimizer".into());
     }
@@ -499,7 +515,10 @@ fn check_result(r: &OptimizationResult, compiled: &Compiled, optimizer: &str) ->
     if let Some(bound) = r.bound {
         let maximize = compiled.objective().maximize();
         let slack = RECHECK_TOLERANCE * objective.abs().max(1.0);
-        if !bound.is_finite() || (maximize && bound < objective - slack) || (!maximize && bound > objective + slack) {
+        if !bound.is_finite()
+            || (maximize && bound < objective - slack)
+            || (!maximize && bound > objective + slack)
+        {
             return Err("bound contradicts the objective".into());
         }
     }
@@ -509,7 +528,9 @@ fn check_result(r: &OptimizationResult, compiled: &Compiled, optimizer: &str) ->
 /// A Redis URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }

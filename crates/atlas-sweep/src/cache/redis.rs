@@ -38,27 +38,6 @@ pub(super) fn parse_ttl(value: Option<&str>) -> Result<u64, Error> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_defaults_to_a_week_and_rejects_what_is_not_whole_seconds() {
-        assert_eq!(parse_ttl(None).unwrap(), 604_800);
-        assert_eq!(parse_ttl(Some(" 60 ")).unwrap(), 60);
-        for bad in ["0", "-5", "1.5", "a day", ""] {
-            let e = parse_ttl(Some(bad)).unwrap_err().to_string();
-            assert!(e.starts_with("ATLAS_CACHE_TTL: must be a whole number"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn urls_that_do_not_parse_are_input_errors_naming_the_option() {
-        let e = RedisLevel::open("redis://[::1", 60).err().unwrap().to_string();
-        assert!(e.starts_with("--cache: "), "{e}");
-    }
-}
-
 struct State {
     connection: Option<redis::Connection>,
     /// When the last attempt failed; no new attempt before `RETRY_AFTER`.
@@ -173,7 +152,35 @@ impl RedisLevel {
     }
 
     pub(super) fn remove(&self, key: &str, warn: &WarningSink) {
-        let _: Option<i64> =
-            self.with_connection(warn, |c| redis::cmd("DEL").arg(format!("{PREFIX}{key}")).query(c));
+        let _: Option<i64> = self.with_connection(warn, |c| {
+            redis::cmd("DEL").arg(format!("{PREFIX}{key}")).query(c)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_defaults_to_a_week_and_rejects_what_is_not_whole_seconds() {
+        assert_eq!(parse_ttl(None).unwrap(), 604_800);
+        assert_eq!(parse_ttl(Some(" 60 ")).unwrap(), 60);
+        for bad in ["0", "-5", "1.5", "a day", ""] {
+            let e = parse_ttl(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.starts_with("ATLAS_CACHE_TTL: must be a whole number"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_that_do_not_parse_are_input_errors_naming_the_option() {
+        let e = RedisLevel::open("redis://[::1", 60)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("--cache: "), "{e}");
     }
 }
