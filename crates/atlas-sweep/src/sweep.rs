@@ -80,6 +80,7 @@ pub struct Sweep<'r> {
     registry: &'r Registry,
     base: Problem,
     source: Option<PathBuf>,
+    scenario_source: Option<PathBuf>,
     specs: Option<Vec<ScenarioSpec>>,
     budgets: Option<BudgetGrid>,
     file_optimizer: Option<String>,
@@ -126,6 +127,7 @@ impl<'r> Sweep<'r> {
             registry,
             base,
             source: None,
+            scenario_source: None,
             specs: None,
             budgets: None,
             file_optimizer: None,
@@ -172,6 +174,7 @@ impl<'r> Sweep<'r> {
             .source(base_path)
             .scenarios(file.scenarios);
         sweep.file_optimizer = file.optimizer;
+        sweep.scenario_source = Some(path.to_path_buf());
         Ok(sweep)
     }
 
@@ -289,7 +292,8 @@ impl<'r> Sweep<'r> {
     /// The scenarios as complete problems, with budget points expanded.
     fn expand(&self) -> Result<Vec<Scenario>, Error> {
         let scenarios = match &self.specs {
-            Some(specs) => apply_all(&self.base, specs).map_err(|e| self.in_source_input(e))?,
+            Some(specs) => apply_all(&self.base, specs)
+                .map_err(|e| Error::Input(e.in_file(self.scenario_source.as_deref())))?,
             None => vec![Scenario {
                 name: self.base.name.clone(),
                 problem: self.base.clone(),
@@ -316,12 +320,6 @@ impl<'r> Sweep<'r> {
         Ok(out)
     }
 
-    fn in_source_input(&self, e: InputError) -> Error {
-        // Scenario patches come from the scenario file, which the caller names; the field
-        // already names the scenario.
-        Error::Input(e)
-    }
-
     /// Runs the sweep. `Err` only for bad input found before any solve (the base problem,
     /// a scenario patch, the budget grid, the optimizer or its settings); every failure of
     /// a single scenario (infeasible rules, a refused feature, a time limit without a
@@ -345,7 +343,8 @@ impl<'r> Sweep<'r> {
                         Some(_) => scenario_label(i, &s.name),
                         None => format!("{:?}", s.name),
                     };
-                    return Err(prefix_error(self.in_source(e), &label));
+                    let file = self.scenario_source.as_deref().or(self.source.as_deref());
+                    return Err(prefix_error(e.in_file(file), &label));
                 }
                 Err(e) => Err(failure(&s.name, s.problem.budget, &e)),
             };
