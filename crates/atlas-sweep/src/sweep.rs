@@ -673,7 +673,9 @@ fn result_failure(
         | Status::MaxIterations
         | Status::MaxEvaluations
         | Status::TimeLimit
-        | Status::StoppedEarly => r.max_violation > tolerance,
+        | Status::StoppedEarly
+        | Status::Cancelled
+        | Status::NumericalError => r.max_violation > tolerance,
     };
     if !infeasible {
         return None;

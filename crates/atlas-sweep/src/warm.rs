@@ -76,21 +76,16 @@ pub(crate) fn plan(scenarios: &[(&str, f64)], warm: bool) -> Plan {
     }
 }
 
-/// Gives the solve a start point (spend units, the layout's flat order); `true` when
-/// the core takes one.
-///
-/// `SolveOptions::start` is the executor stream's seam (INTERFACES.md); until that field
-/// exists in atlas-core this build cannot pass a start, and reports every scenario as
-/// cold (`warm_start: false`) rather than claim a warm start that did not happen.
-pub(crate) fn set_start(_options: &mut SolveOptions, _start: Vec<f64>) -> bool {
-    false
+/// Gives the solve a start point (spend units, the layout's flat order), which the core
+/// projects onto the scenario's own feasible set (`SolveOptions::start`).
+pub(crate) fn set_start(options: &mut SolveOptions, start: Vec<f64>) -> bool {
+    options.start = Some(start);
+    true
 }
 
-/// d(objective)/d(budget) as the optimizer reports it (`OptimizationResult::
-/// budget_multiplier`, the executor stream's seam); `None` until the field exists, so the
-/// sweep falls back to differences between budget points.
-pub(crate) fn budget_multiplier(_result: &OptimizationResult) -> Option<f64> {
-    None
+/// d(objective)/d(budget) as the optimizer reports it (the budget row's multiplier).
+pub(crate) fn budget_multiplier(result: &OptimizationResult) -> Option<f64> {
+    result.budget_multiplier.filter(|m| m.is_finite())
 }
 
 #[cfg(test)]

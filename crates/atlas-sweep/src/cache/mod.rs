@@ -441,7 +441,11 @@ pub fn cacheable(result: &OptimizationResult) -> bool {
         Status::Optimal | Status::Converged | Status::MaxIterations | Status::MaxEvaluations => {
             true
         }
-        Status::TimeLimit | Status::StoppedEarly | Status::Infeasible => false,
+        Status::TimeLimit
+        | Status::StoppedEarly
+        | Status::Cancelled
+        | Status::NumericalError
+        | Status::Infeasible => false,
     };
     settled && result.objective.is_finite() && result.max_violation.is_finite()
 }
