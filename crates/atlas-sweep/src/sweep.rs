@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use atlas_core::problem::{BudgetMode, Problem};
 use atlas_core::{
-    CacheStatus, Compiled, Error, InputError, OptimizationResult, Registry, SolveOptions,
-    SolverConfig, Status,
+    CacheStatus, CancelToken, Compiled, Error, InputError, OptimizationResult, Registry,
+    SolveOptions, SolverConfig, Status,
 };
 use serde_json::{Map, Value};
 
@@ -93,6 +93,7 @@ pub struct Sweep<'r> {
     seed: Option<u64>,
     cache: Option<Arc<Cache>>,
     progress: Option<ProgressFn>,
+    cancel: Option<CancelToken>,
     compile: CompileFn,
 }
 
@@ -140,6 +141,7 @@ impl<'r> Sweep<'r> {
             seed: None,
             cache: None,
             progress: None,
+            cancel: None,
             compile: Arc::new(Compiled::new),
         }
     }
@@ -255,6 +257,14 @@ impl<'r> Sweep<'r> {
     /// Called after each finished scenario, from the pool's threads.
     pub fn on_progress(mut self, f: ProgressFn) -> Self {
         self.progress = Some(f);
+        self
+    }
+
+    /// Stops the sweep when `token` is cancelled: running solves end with status
+    /// `cancelled` and their best feasible plan, scenarios not yet started are listed in
+    /// `errors` with kind `cancelled`.
+    pub fn cancel(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
         self
     }
 
@@ -385,6 +395,7 @@ impl<'r> Sweep<'r> {
             time_limit: self.time_limit,
             seed: self.seed,
             progress: self.progress.as_ref(),
+            cancel: self.cancel.as_ref(),
             done: &done,
             failed: &failed,
             started,
@@ -530,6 +541,7 @@ struct Runner<'a> {
     time_limit: Option<Duration>,
     seed: Option<u64>,
     progress: Option<&'a ProgressFn>,
+    cancel: Option<&'a CancelToken>,
     done: &'a AtomicUsize,
     failed: &'a AtomicUsize,
     started: Instant,
@@ -591,9 +603,18 @@ impl<'a> Runner<'a> {
             Ok(c) => c,
             Err(e) => return Outcome::Failed(e.clone()),
         };
+        if self.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Outcome::Failed(ScenarioError {
+                name: task.name.clone(),
+                budget: Some(task.budget),
+                kind: "cancelled".into(),
+                message: "the sweep was cancelled before this scenario started".into(),
+            });
+        }
         let mut options = SolveOptions {
             time_limit: self.time_limit,
             seed: self.seed,
+            cancel: self.cancel.cloned(),
             ..Default::default()
         };
         let warm_start = match self.start_for(i) {

@@ -281,3 +281,30 @@ fn a_sweep_through_a_folder_cache_is_answered_from_it_the_second_time() {
         assert_eq!(a.marginal_return, b.marginal_return);
     }
 }
+
+#[test]
+fn a_cancelled_sweep_lists_the_scenarios_it_did_not_start() {
+    let reg = registry();
+    let token = atlas_core::CancelToken::new();
+    let trigger = token.clone();
+    let r = Sweep::new(&reg, problem("retail_q4.toml"))
+        .optimizer("lbfgs")
+        .budgets(grid("0.6x:1.4x:8"))
+        .jobs(1)
+        .cancel(token)
+        .on_progress(Arc::new(move |p: &atlas_sweep::Progress| {
+            if p.done == 3 {
+                trigger.cancel();
+            }
+        }))
+        .run()
+        .unwrap();
+    assert_eq!(r.scenarios.len(), 3);
+    assert_eq!(r.errors.len(), 5);
+    assert!(
+        r.errors.iter().all(|e| e.kind == "cancelled"),
+        "{:?}",
+        r.errors
+    );
+    assert!(r.scenarios.iter().all(|s| s.status == Status::Converged));
+}
