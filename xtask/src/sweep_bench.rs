@@ -101,10 +101,12 @@ struct Atlas {
     root: PathBuf,
 }
 
-/// One run of `atlas sweep`: the sweep's own wall time, the process's, and its result.
+/// One run of `atlas sweep`: the sweep's own wall time, the process's wall and CPU
+/// time, and its result.
 struct SweepRun {
     wall_s: f64,
     process_s: f64,
+    cpu_s: f64,
     result: serde_json::Value,
 }
 
@@ -113,6 +115,7 @@ impl Atlas {
         let budgets = format!("0.5x:2x:{points}");
         let problem = self.root.join("examples/problems").join(problem);
         let started = Instant::now();
+        let cpu_before = children_cpu_s().unwrap_or(f64::NAN);
         let out = Command::new(&self.bin)
             .current_dir(&self.root)
             .arg("sweep")
@@ -122,6 +125,7 @@ impl Atlas {
             .output()
             .context("cannot run atlas")?;
         let process_s = started.elapsed().as_secs_f64();
+        let cpu_s = children_cpu_s().unwrap_or(f64::NAN) - cpu_before;
         if !out.status.success() {
             bail!(
                 "atlas sweep {} {}: {}",
@@ -136,36 +140,57 @@ impl Atlas {
         Ok(SweepRun {
             wall_s,
             process_s,
+            cpu_s,
             result,
         })
     }
 
-    /// The median sweep wall time over `runs` runs, and the last result.
+    /// The medians of the sweep's wall time and of the process's CPU time over `runs`
+    /// runs, and the last result.
     fn timed(
         &self,
         label: &str,
         problem: &str,
         o: &Options,
         extra: &[&str],
-    ) -> Result<(f64, SweepRun)> {
-        let mut times = Vec::new();
+    ) -> Result<(Timing, SweepRun)> {
+        let mut walls = Vec::new();
+        let mut cpus = Vec::new();
         let mut last = None;
         for _ in 0..o.runs {
             let r = self.sweep(problem, o.points, extra)?;
-            times.push(r.wall_s);
+            walls.push(r.wall_s);
+            cpus.push(r.cpu_s);
             last = Some(r);
         }
-        let m = median(times.clone());
+        let t = Timing {
+            wall_s: median(walls.clone()),
+            cpu_s: median(cpus),
+        };
         eprintln!(
-            "  {label:<44} {:>9.3} s  (runs: {})",
-            m,
-            times
+            "  {label:<44} {:>9.3} s wall, {:>8.2} s CPU  (wall of each run: {})",
+            t.wall_s,
+            t.cpu_s,
+            walls
                 .iter()
                 .map(|t| format!("{t:.3}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        Ok((m, last.context("no run")?))
+        Ok((t, last.context("no run")?))
+    }
+}
+
+/// Medians of one measurement.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall_s: f64,
+    cpu_s: f64,
+}
+
+impl Timing {
+    fn json(self) -> serde_json::Value {
+        serde_json::json!({"wall_s": self.wall_s, "cpu_s": self.cpu_s})
     }
 }
 
@@ -251,8 +276,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         &["-O", "lbfgs", "--jobs", "1", "--cache", &cache_arg],
     )?;
     eprintln!(
-        "  {:<44} {:>9.3} s",
-        "lbfgs warm, --jobs 1, filling a folder cache", fill.wall_s
+        "  {:<44} {:>9.3} s wall, {:>8.2} s CPU",
+        "lbfgs warm, --jobs 1, filling a folder cache", fill.wall_s, fill.cpu_s
     );
     let (cached, cached_run) = atlas.timed(
         "the same, answered by the folder cache",
@@ -321,11 +346,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         serde_json::json!({
             "points": n,
             "runs": o.runs,
-            "lbfgs": {"cold_s": lbfgs_cold, "warm_s": lbfgs_warm, "warm_over_cold": ratio(lbfgs_warm, lbfgs_cold),
-                      "warm_started_points": warm_count(&lw), "jobs2_s": lbfgs_warm2, "jobs1_over_jobs2": ratio(lbfgs_warm, lbfgs_warm2)},
-            "convex": {"cold_s": convex_cold, "warm_s": convex_warm, "warm_over_cold": ratio(convex_warm, convex_cold),
+            "lbfgs": {"cold": lbfgs_cold.json(), "warm": lbfgs_warm.json(),
+                      "warm_over_cold_wall": ratio(lbfgs_warm.wall_s, lbfgs_cold.wall_s),
+                      "warm_over_cold_cpu": ratio(lbfgs_warm.cpu_s, lbfgs_cold.cpu_s),
+                      "warm_started_points": warm_count(&lw), "jobs2": lbfgs_warm2.json(),
+                      "jobs1_over_jobs2_wall": ratio(lbfgs_warm.wall_s, lbfgs_warm2.wall_s)},
+            "convex": {"cold": convex_cold.json(), "warm": convex_warm.json(),
+                       "warm_over_cold_wall": ratio(convex_warm.wall_s, convex_cold.wall_s),
+                       "warm_over_cold_cpu": ratio(convex_warm.cpu_s, convex_cold.cpu_s),
                        "warm_started_points": warm_count(&cw)},
-            "folder_cache": {"solve_s": fill.wall_s, "cached_s": cached, "speedup": ratio(fill.wall_s, cached), "hits": hits,
+            "folder_cache": {"solve_s": fill.wall_s, "solve_cpu_s": fill.cpu_s, "cached": cached.json(),
+                             "speedup_wall": ratio(fill.wall_s, cached.wall_s), "hits": hits,
                              "solve_process_s": fill.process_s, "cached_process_s": cached_run.process_s},
             "cached_optimize": {"wall_ms": one_wall * 1e3, "cpu_ms": cpu.map(|c| c * 1e3), "runs": repeats, "all_hits": all_hits},
         }),
@@ -351,7 +382,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         &["-O", "lbfgs", "--jobs", "1"],
     )?;
     let mut retail = serde_json::json!({
-        "atlas": {"convex_jobs1_s": rc1, "convex_jobs2_s": rc2, "lbfgs_jobs1_s": rl1},
+        "atlas": {"convex_jobs1": rc1.json(), "convex_jobs2": rc2.json(), "lbfgs_jobs1": rl1.json()},
     });
     if o.peers {
         let out_file = o.out.join("sweep-peers.json");
@@ -409,7 +440,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             eprintln!(
                 "  {name:<44} {wall:>9.3} s  (worst gap {worst_gap:.1e}, {}; {:.0}x the time of atlas convex --jobs 1)",
                 if feasible { "feasible" } else { "INFEASIBLE points" },
-                wall / rc1
+                wall / rc1.wall_s
             );
             if equal && fastest.as_ref().is_none_or(|f| wall < f.1) {
                 fastest = Some((name.clone(), wall));
@@ -420,10 +451,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         if let Some((name, wall)) = fastest {
             eprintln!(
                 "  fastest peer of equal quality: {name}, atlas convex --jobs 1 is {:.1}x faster",
-                wall / rc1
+                wall / rc1.wall_s
             );
-            retail["fastest_peer"] =
-                serde_json::json!({"name": name, "wall_time_s": wall, "speedup": wall / rc1});
+            retail["fastest_peer"] = serde_json::json!({"name": name, "wall_time_s": wall, "speedup": wall / rc1.wall_s});
         }
     }
     report.insert("retail_q4".into(), retail);
@@ -435,20 +465,22 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
     eprintln!("\nratios (one run):");
     eprintln!(
-        "  large, lbfgs: warm / cold = {:.2} (target <= 0.3)",
-        ratio(lbfgs_warm, lbfgs_cold)
+        "  large, lbfgs: warm / cold = {:.2} wall, {:.2} CPU (target <= 0.3)",
+        ratio(lbfgs_warm.wall_s, lbfgs_cold.wall_s),
+        ratio(lbfgs_warm.cpu_s, lbfgs_cold.cpu_s)
     );
     eprintln!(
-        "  large, convex: warm / cold = {:.2} (target <= 0.6)",
-        ratio(convex_warm, convex_cold)
+        "  large, convex: warm / cold = {:.2} wall, {:.2} CPU (target <= 0.6)",
+        ratio(convex_warm.wall_s, convex_cold.wall_s),
+        ratio(convex_warm.cpu_s, convex_cold.cpu_s)
     );
     eprintln!(
-        "  large, lbfgs: --jobs 1 / --jobs 2 = {:.2} (target >= 1.7)",
-        ratio(lbfgs_warm, lbfgs_warm2)
+        "  large, lbfgs: --jobs 1 / --jobs 2 = {:.2} wall (target >= 1.7)",
+        ratio(lbfgs_warm.wall_s, lbfgs_warm2.wall_s)
     );
     eprintln!(
-        "  large, folder cache: solving / cached = {:.1} (target >= 20)",
-        ratio(fill.wall_s, cached)
+        "  large, folder cache: solving / cached = {:.1} wall (target >= 20)",
+        ratio(fill.wall_s, cached.wall_s)
     );
     eprintln!("  wrote {}", path.display());
     Ok(ExitCode::SUCCESS)
