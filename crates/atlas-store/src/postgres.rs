@@ -126,6 +126,13 @@ const JOB_COLUMNS: &str = "id, kind, parent_id, state, optimizer, problem, creat
 const TRIAL_COLUMNS: &str = "id, study_id, number, params, state, value, detail, attempts, \
      worker, created_at, started_at, finished_at";
 
+/// Claims and lease renewals commit without waiting for the WAL flush (the
+/// `synchronous_commit = off` of their own transaction only). They acknowledge no work:
+/// if the server crashes and loses one, the job or trial is simply claimable again (a
+/// re-run, which finish-once makes harmless). Submissions, finishes, tells, cancels and
+/// study updates keep the server's durable commit.
+const ASYNC_COMMIT: &str = "async_commit AS (SELECT set_config('synchronous_commit', 'off', true))";
+
 /// How often a process looks for jobs whose lease expired for the last allowed time.
 const REAP_EVERY_MS: i64 = 1000;
 
@@ -283,7 +290,10 @@ impl PostgresStorage {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
-            .test_before_acquire(true)
+            // No ping before each use (a round trip per operation): a connection that
+            // died with a server restart fails its next query with an I/O error, is
+            // dropped, and `retry` runs the operation again on a fresh one.
+            .test_before_acquire(false)
             .connect_lazy_with(connect);
         let signal = Arc::new(WorkSignal::default());
         let storage = Self {
@@ -628,8 +638,9 @@ impl PostgresStorage {
                RETURNING {JOB_COLUMNS}, request, lease_expires_at), \
              parent AS (\
                UPDATE atlas_jobs p SET state = 'running', started_at = now() FROM claimed \
-               WHERE p.id = claimed.parent_id AND p.state = 'queued') \
-             SELECT * FROM claimed"
+               WHERE p.id = claimed.parent_id AND p.state = 'queued'), \
+             {ASYNC_COMMIT} \
+             SELECT claimed.* FROM claimed, async_commit"
         );
         let row = sqlx::query(&sql)
             .bind(worker)
@@ -979,13 +990,15 @@ impl Storage for PostgresStorage {
 
     async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<Heartbeat, StoreError> {
         self.retry(|| async move {
-            let row = sqlx::query(
-                "UPDATE atlas_jobs SET lease_expires_at = CASE WHEN state = 'running' \
-                 THEN now() + make_interval(secs => $1) ELSE lease_expires_at END \
-                 WHERE id = $2 AND attempts = $3 AND worker = $4 \
-                 AND state IN ('running', 'cancelled') AND finished_attempt IS NULL \
-                 RETURNING state, lease_expires_at",
-            )
+            let row = sqlx::query(&format!(
+                "WITH renewed AS (\
+                   UPDATE atlas_jobs SET lease_expires_at = CASE WHEN state = 'running' \
+                   THEN now() + make_interval(secs => $1) ELSE lease_expires_at END \
+                   WHERE id = $2 AND attempts = $3 AND worker = $4 \
+                   AND state IN ('running', 'cancelled') AND finished_attempt IS NULL \
+                   RETURNING state, lease_expires_at), {ASYNC_COMMIT} \
+                 SELECT renewed.* FROM renewed, async_commit"
+            ))
             .bind(seconds(duration))
             .bind(lease.job.as_str())
             .bind(lease.attempt as i32)
@@ -1133,7 +1146,8 @@ impl Storage for PostgresStorage {
         lease: Duration,
     ) -> Result<Option<ClaimedTrial>, StoreError> {
         let sql = format!(
-            "UPDATE atlas_trials SET state = 'running', attempts = attempts + 1, worker = $1, \
+            "WITH claimed AS (\
+             UPDATE atlas_trials SET state = 'running', attempts = attempts + 1, worker = $1, \
              lease_expires_at = now() + make_interval(secs => $2), started_at = now() \
              WHERE id = COALESCE(\
                (SELECT id FROM atlas_trials WHERE state = 'running' AND lease_expires_at < now() \
@@ -1141,7 +1155,8 @@ impl Storage for PostgresStorage {
                 ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED), \
                (SELECT id FROM atlas_trials WHERE state = 'queued' \
                 AND ($4::text IS NULL OR study_id = $4) ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)) \
-             RETURNING {TRIAL_COLUMNS}, lease_expires_at"
+             RETURNING {TRIAL_COLUMNS}, lease_expires_at), {ASYNC_COMMIT} \
+             SELECT claimed.* FROM claimed, async_commit"
         );
         let sql = &sql;
         self.retry(|| async move {
@@ -1174,11 +1189,13 @@ impl Storage for PostgresStorage {
         duration: Duration,
     ) -> Result<Heartbeat, StoreError> {
         self.retry(|| async move {
-            let row = sqlx::query(
-                "UPDATE atlas_trials SET lease_expires_at = now() + make_interval(secs => $1) \
-                 WHERE id = $2 AND attempts = $3 AND worker = $4 AND state = 'running' \
-                 RETURNING lease_expires_at",
-            )
+            let row = sqlx::query(&format!(
+                "WITH renewed AS (\
+                   UPDATE atlas_trials SET lease_expires_at = now() + make_interval(secs => $1) \
+                   WHERE id = $2 AND attempts = $3 AND worker = $4 AND state = 'running' \
+                   RETURNING lease_expires_at), {ASYNC_COMMIT} \
+                 SELECT renewed.* FROM renewed, async_commit"
+            ))
             .bind(seconds(duration))
             .bind(lease.trial.as_str())
             .bind(lease.attempt as i32)
