@@ -923,7 +923,7 @@ impl Storage for PostgresStorage {
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
         let sql = &format!("SELECT {JOB_COLUMNS}, request FROM atlas_jobs WHERE id = $1");
         self.retry(|| async move {
-            let row = sqlx::query(&sql)
+            let row = sqlx::query(sql)
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await
@@ -940,7 +940,7 @@ impl Storage for PostgresStorage {
         );
         let sql = &sql;
         self.retry(|| async move {
-            let row = sqlx::query(&sql)
+            let row = sqlx::query(sql)
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await
@@ -970,7 +970,7 @@ impl Storage for PostgresStorage {
         );
         let (sql, after) = (&sql, after.as_deref());
         self.retry(|| async move {
-            let rows = sqlx::query(&sql)
+            let rows = sqlx::query(sql)
                 .bind(query.state.map(JobState::as_str))
                 .bind(query.kind.map(JobKind::as_str))
                 .bind(query.parent.as_ref().map(JobId::as_str))
@@ -1161,7 +1161,7 @@ impl Storage for PostgresStorage {
         let sql = &sql;
         self.retry(|| async move {
             self.reap_abandoned().await?;
-            let row = sqlx::query(&sql)
+            let row = sqlx::query(sql)
                 .bind(worker)
                 .bind(seconds(lease))
                 .bind(MAX_ATTEMPTS as i32)
@@ -1253,7 +1253,7 @@ impl Storage for PostgresStorage {
         );
         let sql = &sql;
         self.retry(|| async move {
-            let rows = sqlx::query(&sql)
+            let rows = sqlx::query(sql)
                 .bind(study.as_str())
                 .bind(query.state.map(TrialState::as_str))
                 .bind(query.after_number)
