@@ -225,14 +225,6 @@ fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
 
-fn child_column(state: JobState) -> &'static str {
-    match state {
-        JobState::Succeeded => "done",
-        JobState::Cancelled => "cancelled",
-        _ => "failed",
-    }
-}
-
 /// Keeps one `LISTEN atlas_work` connection open (re-opening it with backoff when the
 /// server goes away) and rings the signal on every notification and every reconnect
 /// (work queued while it was away would otherwise go unnoticed until a timeout).
@@ -327,6 +319,29 @@ impl PostgresStorage {
                 other => return other,
             }
         }
+    }
+
+    /// Puts a held job or trial back in the queue; this attempt does not count.
+    async fn hand_back(
+        &self,
+        table: &str,
+        id: &str,
+        attempt: u32,
+        worker: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = &hand_back_sql(table);
+        self.retry(|| async move {
+            Ok(sqlx::query(sql)
+                .bind(id)
+                .bind(attempt as i32)
+                .bind(worker)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+                > 0)
+        })
+        .await
     }
 
     async fn begin(&self) -> Result<Tx, StoreError> {
@@ -711,10 +726,7 @@ impl PostgresStorage {
             .await
             .map_err(db_error)?;
             let Some(row) = row else {
-                return Err(StoreError::InvalidInput {
-                    field: "id".into(),
-                    reason: format!("no job {}", lease.job),
-                });
+                return Err(unknown("job", &lease.job));
             };
             let now_state: JobState = get::<String>(&row, "state")?.parse()?;
             let finished_attempt: Option<i32> = get(&row, "finished_attempt")?;
@@ -815,10 +827,7 @@ impl PostgresStorage {
                     .map_err(db_error)?;
             return match current {
                 Some(current) => Ok(StudyUpdate::Conflict { current }),
-                None => Err(StoreError::InvalidInput {
-                    field: "study".into(),
-                    reason: format!("no study {id}"),
-                }),
+                None => Err(unknown("study", id)),
             };
         };
         let version: i64 = get(&row, "version")?;
@@ -1028,21 +1037,12 @@ impl Storage for PostgresStorage {
     }
 
     async fn requeue(&self, lease: &Lease) -> Result<bool, StoreError> {
-        self.retry(|| async move {
-            Ok(sqlx::query(
-                "UPDATE atlas_jobs SET state = 'queued', attempts = attempts - 1, worker = NULL, \
-                 lease_expires_at = NULL, started_at = NULL \
-                 WHERE id = $1 AND attempts = $2 AND worker = $3 AND state = 'running'",
-            )
-            .bind(lease.job.as_str())
-            .bind(lease.attempt as i32)
-            .bind(&lease.worker)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?
-            .rows_affected()
-                > 0)
-        })
+        self.hand_back(
+            "atlas_jobs",
+            lease.job.as_str(),
+            lease.attempt,
+            &lease.worker,
+        )
         .await
     }
 
@@ -1211,32 +1211,18 @@ impl Storage for PostgresStorage {
     }
 
     async fn tell(&self, lease: &TrialLease, outcome: TrialOutcome) -> Result<Told, StoreError> {
-        let (state, value, detail) = match &outcome {
-            TrialOutcome::Value(value, detail) => (TrialState::Done, Some(*value), detail.clone()),
-            TrialOutcome::Failed(error) => {
-                (TrialState::Failed, None, serde_json::to_value(error).ok())
-            }
-        };
+        let (state, value, detail) = outcome.parts();
         self.retry(|| self.tell_once(lease, state, value, detail.as_ref()))
             .await
     }
 
     async fn requeue_trial(&self, lease: &TrialLease) -> Result<bool, StoreError> {
-        self.retry(|| async move {
-            Ok(sqlx::query(
-                "UPDATE atlas_trials SET state = 'queued', attempts = attempts - 1, worker = NULL, \
-                 lease_expires_at = NULL, started_at = NULL \
-                 WHERE id = $1 AND attempts = $2 AND worker = $3 AND state = 'running'",
-            )
-            .bind(lease.trial.as_str())
-            .bind(lease.attempt as i32)
-            .bind(&lease.worker)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?
-            .rows_affected()
-                > 0)
-        })
+        self.hand_back(
+            "atlas_trials",
+            lease.trial.as_str(),
+            lease.attempt,
+            &lease.worker,
+        )
         .await
     }
 
@@ -1279,10 +1265,7 @@ impl Storage for PostgresStorage {
             .await
             .map_err(db_error)?;
             let Some(row) = row else {
-                return Err(StoreError::InvalidInput {
-                    field: "study".into(),
-                    reason: format!("no study {study}"),
-                });
+                return Err(unknown("study", study));
             };
             let n = |name: &str| get::<i64>(&row, name).map(|v| v.max(0) as u64);
             Ok(TrialCounts {

@@ -207,14 +207,6 @@ fn study_from_row(row: &SqliteRow) -> Result<Study, StoreError> {
     })
 }
 
-fn child_column(state: JobState) -> &'static str {
-    match state {
-        JobState::Succeeded => "done",
-        JobState::Cancelled => "cancelled",
-        _ => "failed",
-    }
-}
-
 type Tx = Transaction<'static, Sqlite>;
 
 impl SqliteStorage {
@@ -297,6 +289,29 @@ impl SqliteStorage {
             reader,
             signal: WorkSignal::default(),
         })
+    }
+
+    /// Puts a held job or trial back in the queue; this attempt does not count.
+    async fn hand_back(
+        &self,
+        table: &str,
+        id: &str,
+        attempt: u32,
+        worker: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&hand_back_sql(table))
+            .bind(id)
+            .bind(attempt)
+            .bind(worker)
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            > 0;
+        if done {
+            self.signal.ring();
+        }
+        Ok(done)
     }
 
     async fn begin(&self) -> Result<Tx, StoreError> {
@@ -462,10 +477,7 @@ impl SqliteStorage {
                 .await
                 .map_err(db_error)?;
             let Some(row) = row else {
-                return Err(StoreError::InvalidInput {
-                    field: "id".into(),
-                    reason: format!("no job {}", lease.job),
-                });
+                return Err(unknown("job", &lease.job));
             };
             let now_state: JobState = row.get::<String, _>("state").parse()?;
             let finished_attempt: Option<u32> = row.get("finished_attempt");
@@ -780,23 +792,13 @@ impl Storage for SqliteStorage {
     }
 
     async fn requeue(&self, lease: &Lease) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE atlas_jobs SET state = 'queued', attempts = attempts - 1, worker = NULL, \
-             lease_expires_at = NULL, started_at = NULL \
-             WHERE id = $1 AND attempts = $2 AND worker = $3 AND state = 'running'",
+        self.hand_back(
+            "atlas_jobs",
+            lease.job.as_str(),
+            lease.attempt,
+            &lease.worker,
         )
-        .bind(lease.job.as_str())
-        .bind(lease.attempt)
-        .bind(&lease.worker)
-        .execute(&self.writer)
         .await
-        .map_err(db_error)?
-        .rows_affected()
-            > 0;
-        if done {
-            self.signal.ring();
-        }
-        Ok(done)
     }
 
     async fn cancel(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
@@ -937,10 +939,7 @@ impl Storage for SqliteStorage {
                     .map_err(db_error)?;
             return match current {
                 Some(current) => Ok(StudyUpdate::Conflict { current }),
-                None => Err(StoreError::InvalidInput {
-                    field: "study".into(),
-                    reason: format!("no study {id}"),
-                }),
+                None => Err(unknown("study", id)),
             };
         };
         let version: i64 = row.get("version");
@@ -1040,12 +1039,7 @@ impl Storage for SqliteStorage {
 
     async fn tell(&self, lease: &TrialLease, outcome: TrialOutcome) -> Result<Told, StoreError> {
         let now = now_ms();
-        let (state, value, detail) = match &outcome {
-            TrialOutcome::Value(value, detail) => (TrialState::Done, Some(*value), detail.clone()),
-            TrialOutcome::Failed(error) => {
-                (TrialState::Failed, None, serde_json::to_value(error).ok())
-            }
-        };
+        let (state, value, detail) = outcome.parts();
         let mut tx = self.begin().await?;
         let told = sqlx::query(
             "UPDATE atlas_trials SET state = $1, value = $2, detail = $3, finished_at = $4, \
@@ -1096,23 +1090,13 @@ impl Storage for SqliteStorage {
     }
 
     async fn requeue_trial(&self, lease: &TrialLease) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE atlas_trials SET state = 'queued', attempts = attempts - 1, worker = NULL, \
-             lease_expires_at = NULL, started_at = NULL \
-             WHERE id = $1 AND attempts = $2 AND worker = $3 AND state = 'running'",
+        self.hand_back(
+            "atlas_trials",
+            lease.trial.as_str(),
+            lease.attempt,
+            &lease.worker,
         )
-        .bind(lease.trial.as_str())
-        .bind(lease.attempt)
-        .bind(&lease.worker)
-        .execute(&self.writer)
         .await
-        .map_err(db_error)?
-        .rows_affected()
-            > 0;
-        if done {
-            self.signal.ring();
-        }
-        Ok(done)
     }
 
     async fn list_trials(
@@ -1149,10 +1133,7 @@ impl Storage for SqliteStorage {
         .await
         .map_err(db_error)?;
         let Some(row) = row else {
-            return Err(StoreError::InvalidInput {
-                field: "study".into(),
-                reason: format!("no study {study}"),
-            });
+            return Err(unknown("study", study));
         };
         let count = |name: &str| row.get::<i64, _>(name).max(0) as u64;
         Ok(TrialCounts {

@@ -588,6 +588,45 @@ pub(crate) fn parse_cursor(after: &Option<String>) -> Result<Option<String>, Sto
         .transpose()
 }
 
+/// The sweep counter a scenario that ended in `state` adds to.
+pub(crate) fn child_column(state: JobState) -> &'static str {
+    match state {
+        JobState::Succeeded => "done",
+        JobState::Cancelled => "cancelled",
+        _ => "failed",
+    }
+}
+
+/// The statement that puts a held job or trial back in the queue (the same text for
+/// both backends: `$1` id, `$2` attempt, `$3` worker); the attempt does not count.
+pub(crate) fn hand_back_sql(table: &str) -> String {
+    format!(
+        "UPDATE {table} SET state = 'queued', attempts = attempts - 1, worker = NULL, \
+         lease_expires_at = NULL, started_at = NULL \
+         WHERE id = $1 AND attempts = $2 AND worker = $3 AND state = 'running'"
+    )
+}
+
+/// The error for an id that names nothing stored.
+pub(crate) fn unknown(field: &str, id: impl fmt::Display) -> StoreError {
+    StoreError::InvalidInput {
+        field: field.into(),
+        reason: format!("no {field} {id}"),
+    }
+}
+
+impl TrialOutcome {
+    /// The stored form: state, value, detail (a failure's error as JSON).
+    pub(crate) fn parts(&self) -> (TrialState, Option<f64>, Option<Value>) {
+        match self {
+            TrialOutcome::Value(value, detail) => (TrialState::Done, Some(*value), detail.clone()),
+            TrialOutcome::Failed(error) => {
+                (TrialState::Failed, None, serde_json::to_value(error).ok())
+            }
+        }
+    }
+}
+
 /// A finished sweep's state: succeeded when at least one scenario did.
 pub(crate) fn sweep_outcome(done: i64) -> (JobState, Option<JobError>) {
     if done > 0 {
