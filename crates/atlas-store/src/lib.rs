@@ -60,6 +60,8 @@ impl Default for StoreOptions {
 ///   lose the last commits; a killed process never does);
 /// - `sqlite::memory:` (one process, gone when it ends);
 /// - `postgres://USER@HOST:PORT/DB` (or `postgresql://`).
+///
+/// Call it inside a Tokio runtime: the PostgreSQL backend spawns its `LISTEN` task there.
 pub async fn open(url: &str) -> Result<Arc<dyn Storage>, StoreError> {
     open_with(url, &StoreOptions::default()).await
 }
