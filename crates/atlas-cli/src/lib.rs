@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 mod format;
 mod progress;
+mod report;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio};
 
@@ -91,6 +92,10 @@ enum Command {
     /// Benchmark every optimizer of this build on problem files (default: the built-in
     /// suite): correctness check, timed runs, bench.json / bench.csv / bench.svg.
     Bench(atlas_bench::BenchArgs),
+    /// A self-contained HTML report (inline SVG charts, no network) of a result or a
+    /// sweep result: allocation, flighting, response curves (with `--problem`),
+    /// certificate, metrics; for a sweep the budget response curve.
+    Report(report::ReportArgs),
 }
 
 /// Runs the command line with the process arguments; returns the exit status
@@ -218,6 +223,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             }
             Ok(())
         }
+        Command::Report(args) => report::run(&args, out),
         Command::Bench(args) => {
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {
