@@ -190,6 +190,14 @@ fn bad_input_exits_2_names_the_file_and_field_and_writes_nothing() {
     let broken = dir.join("broken.json");
     std::fs::write(&broken, &std::fs::read_to_string(&result).unwrap()[..200]).unwrap();
     let missing = dir.join("missing.json");
+    let renamed = dir.join("renamed.toml");
+    std::fs::write(
+        &renamed,
+        std::fs::read_to_string(problem("retail_q4.toml"))
+            .unwrap()
+            .replace("\"search\"", "\"paid_search\""),
+    )
+    .unwrap();
     let output = dir.join("out.html");
     let output_s = output.to_str().unwrap().to_string();
     let sweep = sweep_fixture();
@@ -217,12 +225,26 @@ fn bad_input_exits_2_names_the_file_and_field_and_writes_nothing() {
             vec![
                 result_s.clone(),
                 "--problem".into(),
-                problem("quickstart.toml"),
+                renamed.to_str().unwrap().into(),
             ],
             vec![
                 result_s.clone(),
                 "allocation.search".into(),
-                "unknown channel".into(),
+                "unknown channel `search`".into(),
+                "the problem's channels: tv, digital, radio, paid_search".into(),
+            ],
+        ),
+        (
+            "a problem with other periods",
+            vec![
+                result_s.clone(),
+                "--problem".into(),
+                problem("quickstart.toml"),
+            ],
+            vec![
+                result_s.clone(),
+                "allocation.tv".into(),
+                "13 values given".into(),
             ],
         ),
         (

@@ -6,8 +6,8 @@ use atlas_core::Curve;
 
 use crate::fmt;
 use crate::svg::{
-    colour, dash, marker, num, shorten, text_width, LegendEntry, Sample, Scale, Svg, Ticks, GRID,
-    INK, MUTED,
+    colour, dash, marker, num, shorten, text_width, LegendEntry, Sample, Scale, Svg, Ticks, YAxis,
+    GRID, INK, MUTED,
 };
 
 /// Width of every chart, in pixels (the page scales them down on narrow screens).
@@ -64,10 +64,7 @@ pub fn bars(svg: &mut Svg, y: f64, bars: &[Bar], axis_title: &str) -> f64 {
             &shorten(&b.label, 26),
         );
         svg.rect(
-            a.min(z),
-            ry + 4.0,
-            (z - a).abs(),
-            row - 8.0,
+            [a.min(z), ry + 4.0, (z - a).abs(), row - 8.0],
             BAR,
             &format!(r#"class="bar" data-value="{}""#, b.value),
             &format!("{}: {}", b.label, b.note),
@@ -146,10 +143,12 @@ pub fn flighting(svg: &mut Svg, y: f64, rows: &[(String, Vec<f64>)]) -> f64 {
                 0.0
             };
             svg.rect(
-                x0 + slot * t as f64 + 0.5 * (slot - bar_w),
-                base - h,
-                bar_w,
-                h,
+                [
+                    x0 + slot * t as f64 + 0.5 * (slot - bar_w),
+                    base - h,
+                    bar_w,
+                    h,
+                ],
                 colour(0),
                 &format!(
                     r#"class="period-bar" data-channel="{c}" data-period="{t}" data-value="{v}""#
@@ -214,7 +213,7 @@ pub const CURVE_HEIGHT: f64 = 250.0;
 /// One channel's response curve: `f` against adstocked spend per period, the plan's
 /// periods marked on it, the tangent at their mean; returns the picture's height.
 pub fn response_curve(svg: &mut Svg, chart: &CurveChart) -> f64 {
-    let (x0, x1, y0, y1) = (62.0, CURVE_WIDTH - 14.0, 30.0, CURVE_HEIGHT - 46.0);
+    let (x0, x1, y0, y1) = (62.0, CURVE_WIDTH - 24.0, 30.0, CURVE_HEIGHT - 46.0);
     let a_max = chart.adstocked.iter().copied().fold(0.0, f64::max);
     let reach = if a_max > 0.0 {
         1.6 * a_max
@@ -233,8 +232,23 @@ pub fn response_curve(svg: &mut Svg, chart: &CurveChart) -> f64 {
     let yt = Ticks::new(0.0, f_max, 4);
     let sx = Scale::new(xt.lo, xt.hi, x0, x1);
     let sy = Scale::new(yt.lo, yt.hi, y1, y0);
-    svg.x_axis(&xt, &sx, y0, y1, "adstocked spend per period");
-    svg.y_axis(&yt, &sy, x0, x0, x1, true, "response per period", MUTED);
+    let (x_title, y_title) = if chart.slope_is_marginal_roi {
+        ("spend", "response")
+    } else {
+        ("adstocked spend per period", "response per period")
+    };
+    svg.x_axis(&xt, &sx, y0, y1, x_title);
+    svg.y_axis(
+        &yt,
+        &sy,
+        &YAxis {
+            x: x0,
+            grid: (x0, x1),
+            left: true,
+            title: y_title,
+            colour: MUTED,
+        },
+    );
     let beta = chart.curve.saturation();
     if beta.is_finite() && beta <= yt.hi {
         let by = sy.map(beta);
@@ -293,12 +307,18 @@ pub fn response_curve(svg: &mut Svg, chart: &CurveChart) -> f64 {
     };
     let lx = sx.map(a_bar);
     let ly = sy.map(f_bar);
-    let right = lx < 0.6 * (x0 + x1);
+    // Below and right of the point where the label fits, else above and left of it: a
+    // rising concave curve lies below its tangent, so both places are clear of it.
+    let right = lx + 8.0 + text_width(&label, 12.0) <= CURVE_WIDTH - 4.0;
     svg.text(
         if right { lx + 8.0 } else { lx - 8.0 },
-        (ly + 18.0).min(y1 - 6.0),
+        if right {
+            (ly + 18.0).min(y1 - 6.0)
+        } else {
+            (ly - 10.0).max(y0 + 12.0)
+        },
         if right { "start" } else { "end" },
-        r#"class="tangent-label" font-weight="600""#,
+        r##"class="tangent-label" font-weight="600" stroke="#ffffff" stroke-width="3" paint-order="stroke""##,
         &label,
     );
     svg.raw(&format!(
@@ -398,7 +418,17 @@ pub fn budget_curve(
     let sx = Scale::new(xt.lo, xt.hi, x0, x1);
     let sy = Scale::new(yt.lo, yt.hi, y1, y0);
     svg.x_axis(&xt, &sx, y0, y1, "budget");
-    svg.y_axis(&yt, &sy, x0, x0, x1, true, objective_name, colour(0));
+    svg.y_axis(
+        &yt,
+        &sy,
+        &YAxis {
+            x: x0,
+            grid: (x0, x1),
+            left: true,
+            title: objective_name,
+            colour: colour(0),
+        },
+    );
     if has_band {
         let mut d = String::new();
         for (i, p) in points.iter().enumerate() {
@@ -445,7 +475,17 @@ pub fn budget_curve(
             .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let mt = Ticks::new(m_lo, m_hi, 5);
         let sm = Scale::new(mt.lo, mt.hi, y1, y0);
-        svg.y_axis(&mt, &sm, x1, x1, x1, false, "marginal return", ACCENT);
+        svg.y_axis(
+            &mt,
+            &sm,
+            &YAxis {
+                x: x1,
+                grid: (x1, x1),
+                left: false,
+                title: "marginal return",
+                colour: ACCENT,
+            },
+        );
         // Separate runs where a point has no marginal return.
         let mut run: Vec<(f64, f64)> = Vec::new();
         let mut runs = Vec::new();
@@ -515,7 +555,17 @@ pub fn totals_against_budget(
     let sx = Scale::new(xt.lo, xt.hi, x0, x1);
     let sy = Scale::new(yt.lo, yt.hi, y1, y0);
     svg.x_axis(&xt, &sx, y0, y1, "budget");
-    svg.y_axis(&yt, &sy, x0, x0, x1, true, "channel total spend", MUTED);
+    svg.y_axis(
+        &yt,
+        &sy,
+        &YAxis {
+            x: x0,
+            grid: (x0, x1),
+            left: true,
+            title: "channel total spend",
+            colour: MUTED,
+        },
+    );
     for (i, (name, totals)) in channels.iter().enumerate() {
         let line: Vec<(f64, f64)> = budgets
             .iter()
@@ -629,10 +679,12 @@ pub fn spread(svg: &mut Svg, y: f64, s: &Spread) -> f64 {
         &format!("objective over {} draws", fmt::count(s.draws)),
     );
     svg.rect(
-        sx.map(s.p05),
-        band_top,
-        sx.map(s.p95) - sx.map(s.p05),
-        band_bottom - band_top,
+        [
+            sx.map(s.p05),
+            band_top,
+            sx.map(s.p95) - sx.map(s.p05),
+            band_bottom - band_top,
+        ],
         BAR,
         r#"class="spread-band" fill-opacity="0.25""#,
         &format!(

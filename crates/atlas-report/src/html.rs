@@ -98,9 +98,9 @@ fn status_meaning(status: &str) -> &'static str {
 }
 
 fn card(out: &mut String, label: &str, value_html: &str, detail_html: &str) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<div class=\"card\"><div class=\"label\">{}</div><div class=\"value\">{value_html}</div><div class=\"detail\">{detail_html}</div></div>\n",
+        "<div class=\"card\"><div class=\"label\">{}</div><div class=\"value\">{value_html}</div><div class=\"detail\">{detail_html}</div></div>",
         escape(label)
     );
 }
@@ -188,9 +188,9 @@ pub fn result_html(result: &ResultFile, problem: Option<&Compiled>) -> Result<St
     let view = ResultView::new(result, problem)?;
     let objective_kind = view.problem.as_ref().map(|p| p.objective);
     let mut body = String::new();
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<header><p class=\"kicker\">Atlas report</p><h1>{}</h1><p class=\"sub\">optimizer <strong>{}</strong> · {} channels × {} period{}{}</p></header>\n",
+        "<header><p class=\"kicker\">Atlas report</p><h1>{}</h1><p class=\"sub\">optimizer <strong>{}</strong> · {} channels × {} period{}{}</p></header>",
         escape(&result.problem),
         escape(&result.optimizer),
         view.channels.len(),
@@ -217,9 +217,9 @@ pub fn result_html(result: &ResultFile, problem: Option<&Compiled>) -> Result<St
         body.push_str(&risk_section(result, risk));
     }
     body.push_str(&metrics_section(result));
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<footer>Made by atlas-report {} from a result of <code>atlas optimize</code>. This page is self-contained: no script, no font or picture from the network.</footer>\n",
+        "<footer>Made by atlas-report {} from a result of <code>atlas optimize</code>. This page is self-contained: no script, no font or picture from the network.</footer>",
         env!("CARGO_PKG_VERSION")
     );
     Ok(page(&format!("Atlas report · {}", result.problem), &body))
@@ -475,14 +475,21 @@ fn curves_section(view: &ResultView) -> String {
         out.push_str("<p class=\"explain\"><strong>Not drawn: the problem's model is not the built-in curve model</strong> (a custom or external model has no curves to draw); the marginal ROIs in the table above come from its gradient.</p></section>\n");
         return out;
     }
-    let multi = view.periods > 1;
+    // The simple reading (the tangent's slope is the marginal ROI) holds only for one
+    // period without carry-over or discount, channel by channel.
+    let simple = view.channels.iter().all(|c| {
+        c.model
+            .as_ref()
+            .and_then(|m| m.curve.as_ref())
+            .is_none_or(|chart| chart.slope_is_marginal_roi)
+    });
     let _ = write!(
         out,
         "<p class=\"explain\">{}</p><div class=\"curves\">",
-        if multi {
-            "Each channel's curve f(a): the response of one period against its <em>adstocked</em> spend a, that is the period's spend plus what carries over from earlier periods (weighted by the adstock). The dots are the plan's periods on the curve (before discounting); the dashed tangent is drawn at their mean. The marginal ROI counts carry-over into later periods and discounting, so it can differ from the tangent's slope."
+        if simple {
+            "Each channel's curve f(a) against its spend a (one period, no carry-over). The dot is the chosen spend; the dashed tangent's slope is its marginal return, the marginal ROI."
         } else {
-            "Each channel's curve f(a) against its adstocked spend a (the spend itself without carry-over). The dot is the chosen spend; the dashed tangent's slope is its marginal return."
+            "Each channel's curve f(a): the response of one period against its <em>adstocked</em> spend a, that is the period's spend plus what carries over from earlier periods (weighted by the adstock). The dots are the plan's periods on the curve (before discounting); the dashed tangent is drawn at their mean. The marginal ROI counts carry-over into later periods and discounting, so it can differ from the tangent's slope."
         }
     );
     for c in &view.channels {
@@ -732,9 +739,9 @@ pub fn sweep_svg(sweep: &SweepFile) -> Result<String, ReportError> {
 pub fn sweep_html(sweep: &SweepFile) -> Result<String, ReportError> {
     sweep.check()?;
     let mut body = String::new();
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<header><p class=\"kicker\">Atlas sweep report</p><h1>{}</h1><p class=\"sub\">optimizer <strong>{}</strong> · {} scenario{} solved, {} failed · Atlas {}</p></header>\n",
+        "<header><p class=\"kicker\">Atlas sweep report</p><h1>{}</h1><p class=\"sub\">optimizer <strong>{}</strong> · {} scenario{} solved, {} failed · Atlas {}</p></header>",
         escape(&sweep.base),
         escape(&sweep.optimizer),
         sweep.scenarios.len(),
@@ -812,9 +819,9 @@ pub fn sweep_html(sweep: &SweepFile) -> Result<String, ReportError> {
             "Objective against budget, marginal return on the right axis.",
             false,
         );
-        let _ = write!(
+        let _ = writeln!(
             body,
-            "<section id=\"budget-curve\"><h2>Budget response curve</h2><p class=\"explain\">{explain}</p><figure class=\"wide\">{picture}</figure></section>\n"
+            "<section id=\"budget-curve\"><h2>Budget response curve</h2><p class=\"explain\">{explain}</p><figure class=\"wide\">{picture}</figure></section>"
         );
         let mut svg = Svg::new();
         let h = draw_sweep(&mut svg, 0.0, sweep, SweepCharts::Totals);
@@ -825,9 +832,9 @@ pub fn sweep_html(sweep: &SweepFile) -> Result<String, ReportError> {
             "Each channel's total spend at each budget.",
             false,
         );
-        let _ = write!(
+        let _ = writeln!(
             body,
-            "<section id=\"channel-totals\"><h2>Channel totals against budget</h2><p class=\"explain\">How each channel's total spend grows (or stays at a bound) as the budget grows.</p><figure class=\"wide\">{picture}</figure></section>\n"
+            "<section id=\"channel-totals\"><h2>Channel totals against budget</h2><p class=\"explain\">How each channel's total spend grows (or stays at a bound) as the budget grows.</p><figure class=\"wide\">{picture}</figure></section>"
         );
         if !grid {
             let bars: Vec<Bar> = sweep
@@ -848,17 +855,17 @@ pub fn sweep_html(sweep: &SweepFile) -> Result<String, ReportError> {
                 "Horizontal bars: each scenario's objective.",
                 false,
             );
-            let _ = write!(
+            let _ = writeln!(
                 body,
-                "<section id=\"scenario-objectives\"><h2>Objective by scenario</h2><figure class=\"wide\">{picture}</figure></section>\n"
+                "<section id=\"scenario-objectives\"><h2>Objective by scenario</h2><figure class=\"wide\">{picture}</figure></section>"
             );
         }
     }
     body.push_str(&scenario_table(sweep));
     body.push_str(&errors_table(sweep));
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<footer>Made by atlas-report {} from a result of <code>atlas sweep</code>. This page is self-contained: no script, no font or picture from the network.</footer>\n",
+        "<footer>Made by atlas-report {} from a result of <code>atlas sweep</code>. This page is self-contained: no script, no font or picture from the network.</footer>",
         env!("CARGO_PKG_VERSION")
     );
     Ok(page(&format!("Atlas sweep report · {}", sweep.base), &body))

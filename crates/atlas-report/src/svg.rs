@@ -293,8 +293,9 @@ impl Svg {
         );
     }
 
-    /// A filled rectangle with a tooltip (`tip`, escaped; none when empty).
-    pub fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, extra: &str, tip: &str) {
+    /// A filled rectangle `[x, y, width, height]` with a tooltip (`tip`, escaped; none
+    /// when empty).
+    pub fn rect(&mut self, [x, y, w, h]: [f64; 4], fill: &str, extra: &str, tip: &str) {
         let _ = write!(
             self.out,
             r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"{}{extra}"#,
@@ -337,21 +338,16 @@ impl Svg {
         self.raw("</g>");
     }
 
-    /// A vertical value axis at `x` (left when `left`, else right of the plot), with
-    /// horizontal grid lines across `[gx0, gx1]` (none when equal), tick labels and a
-    /// rotated title.
-    #[allow(clippy::too_many_arguments)]
-    pub fn y_axis(
-        &mut self,
-        ticks: &Ticks,
-        scale: &Scale,
-        x: f64,
-        gx0: f64,
-        gx1: f64,
-        left: bool,
-        title: &str,
-        colour: &str,
-    ) {
+    /// A vertical value axis (see [`YAxis`]) with its tick labels, horizontal grid lines
+    /// and a rotated title.
+    pub fn y_axis(&mut self, ticks: &Ticks, scale: &Scale, axis: &YAxis<'_>) {
+        let YAxis {
+            x,
+            grid: (gx0, gx1),
+            left,
+            title,
+            colour,
+        } = *axis;
         self.raw(if left {
             r#"<g class="axis y-axis">"#
         } else {
@@ -422,10 +418,7 @@ impl Svg {
                     marker(self, index, cx + 11.0, cy - 4.0, &e.colour);
                 }
                 Sample::Swatch => self.rect(
-                    cx + 3.0,
-                    cy - 10.0,
-                    16.0,
-                    12.0,
+                    [cx + 3.0, cy - 10.0, 16.0, 12.0],
                     &e.colour,
                     r#"opacity="0.35""#,
                     "",
@@ -478,6 +471,21 @@ impl Svg {
         out.push_str("</svg>");
         out
     }
+}
+
+/// Where a vertical axis goes and how it looks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YAxis<'a> {
+    /// Its x.
+    pub x: f64,
+    /// Grid lines from `.0` to `.1` (none when equal).
+    pub grid: (f64, f64),
+    /// Labels on the left (else on the right).
+    pub left: bool,
+    /// Its title.
+    pub title: &'a str,
+    /// The colour of its line, ticks and title.
+    pub colour: &'a str,
 }
 
 /// What a legend entry shows beside its label.

@@ -17,7 +17,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use atlas_core::{Compiled, Problem};
-use atlas_report::{fmt, parse_input, result_html, sweep_html, Input, ResultFile, SweepFile};
+use atlas_report::{
+    fmt, parse_input, result_html, sweep_html, sweep_svg, Input, ResultFile, SweepFile,
+};
 use serde_json::Value;
 
 /// One Chromium at a time: each takes hundreds of MB and the machines are small.
@@ -190,12 +192,26 @@ impl Rendered {
 
 /// Renders `html` in Chromium: the probe's measurements and a full-page screenshot.
 fn render(browser: &Path, test: &str, html: &str) -> Rendered {
+    render_with(browser, test, html, PROBE, &[])
+}
+
+/// [`render`] with another probe script, and `files` written beside the page.
+fn render_with(
+    browser: &Path,
+    test: &str,
+    html: &str,
+    probe: &str,
+    files: &[(&str, &str)],
+) -> Rendered {
     let _one_at_a_time = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch(test);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
     let page = dir.join("report.html");
     std::fs::write(&page, html).unwrap();
     let probed = dir.join("probe.html");
-    std::fs::write(&probed, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    std::fs::write(&probed, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
     let dom = run_chromium(
         browser,
         &dir,
@@ -412,6 +428,50 @@ fn sweep_report_draws_the_budget_curve_and_the_channels() {
     assert_eq!(sweep.errors.len(), 1);
     assert!(text.contains(&sweep.errors[0].message));
     assert!(text.contains("marginal return (right axis)"));
+}
+
+#[test]
+fn sweep_plot_is_a_picture_of_its_own() {
+    let Some(browser) = chromium() else { return };
+    let Input::Sweep(sweep) = parse_input(&fixture("retail_q4_sweep.json")).unwrap() else {
+        panic!("a sweep")
+    };
+    let svg = sweep_svg(&sweep).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    assert_eq!(
+        doc.root_element().tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
+    // A standalone SVG file shown as an image: a browser draws it only when it is a
+    // valid picture of its own (an image has no access to the page's styles either).
+    let page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>plot</title></head><body style=\"margin:0;background:#fff\"><img id=\"plot\" src=\"plot.svg\" alt=\"budget response\"></body></html>";
+    let probe = r#"<script>
+window.addEventListener('load', () => {
+  const img = document.getElementById('plot');
+  const pre = document.createElement('pre');
+  pre.id = 'atlas-probe';
+  pre.textContent = JSON.stringify({ w: img.naturalWidth, h: img.naturalHeight,
+    complete: img.complete, height: Math.ceil(document.documentElement.scrollHeight) });
+  document.body.appendChild(pre);
+});
+</script>"#;
+    let r = render_with(&browser, "sweep_plot", page, probe, &[("plot.svg", &svg)]);
+    let root = doc.root_element();
+    assert!(r.probe["complete"].as_bool().unwrap());
+    assert_eq!(
+        r.probe["w"].as_f64().unwrap(),
+        root.attribute("width").unwrap().parse::<f64>().unwrap()
+    );
+    assert!(r.probe["h"].as_f64().unwrap() > 600.0, "{}", r.probe);
+    // Both charts: the budget curve's points and each channel's series.
+    let class_count = |c: &str| {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(c))
+            .count()
+    };
+    assert_eq!(class_count("objective-point"), sweep.scenarios.len());
+    assert_eq!(class_count("marginal-point"), sweep.scenarios.len());
+    assert_eq!(class_count("channel-series"), sweep.channels().len());
 }
 
 #[test]
