@@ -230,25 +230,12 @@ pub fn response_curve(svg: &mut Svg, chart: &CurveChart) -> f64 {
         .collect();
     let f_max = points.iter().map(|p| p.1).fold(0.0, f64::max);
     let yt = Ticks::new(0.0, f_max, 4);
-    let sx = Scale::new(xt.lo, xt.hi, x0, x1);
-    let sy = Scale::new(yt.lo, yt.hi, y1, y0);
     let (x_title, y_title) = if chart.slope_is_marginal_roi {
         ("spend", "response")
     } else {
         ("adstocked spend per period", "response per period")
     };
-    svg.x_axis(&xt, &sx, y0, y1, x_title);
-    svg.y_axis(
-        &yt,
-        &sy,
-        &YAxis {
-            x: x0,
-            grid: (x0, x1),
-            left: true,
-            title: y_title,
-            colour: MUTED,
-        },
-    );
+    let (sx, sy) = svg.plot_axes(&xt, &yt, [x0, x1, y0, y1], x_title, y_title, MUTED);
     let beta = chart.curve.saturation();
     if beta.is_finite() && beta <= yt.hi {
         let by = sy.map(beta);
@@ -415,19 +402,13 @@ pub fn budget_curve(
         .flatten();
     let (o_lo, o_hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let yt = Ticks::new(o_lo, o_hi, 5);
-    let sx = Scale::new(xt.lo, xt.hi, x0, x1);
-    let sy = Scale::new(yt.lo, yt.hi, y1, y0);
-    svg.x_axis(&xt, &sx, y0, y1, "budget");
-    svg.y_axis(
+    let (sx, sy) = svg.plot_axes(
+        &xt,
         &yt,
-        &sy,
-        &YAxis {
-            x: x0,
-            grid: (x0, x1),
-            left: true,
-            title: objective_name,
-            colour: colour(0),
-        },
+        [x0, x1, y0, y1],
+        "budget",
+        objective_name,
+        colour(0),
     );
     if has_band {
         let mut d = String::new();
@@ -552,19 +533,13 @@ pub fn totals_against_budget(
         .flat_map(|c| c.1.iter().copied())
         .fold(0.0, f64::max);
     let yt = Ticks::new(0.0, t_hi, 5);
-    let sx = Scale::new(xt.lo, xt.hi, x0, x1);
-    let sy = Scale::new(yt.lo, yt.hi, y1, y0);
-    svg.x_axis(&xt, &sx, y0, y1, "budget");
-    svg.y_axis(
+    let (sx, sy) = svg.plot_axes(
+        &xt,
         &yt,
-        &sy,
-        &YAxis {
-            x: x0,
-            grid: (x0, x1),
-            left: true,
-            title: "channel total spend",
-            colour: MUTED,
-        },
+        [x0, x1, y0, y1],
+        "budget",
+        "channel total spend",
+        MUTED,
     );
     for (i, (name, totals)) in channels.iter().enumerate() {
         let line: Vec<(f64, f64)> = budgets

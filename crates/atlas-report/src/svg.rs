@@ -395,6 +395,35 @@ impl Svg {
         self.raw("</g>");
     }
 
+    /// The axes of an x–y plot over the pixel box `[x0, x1] × [y0, y1]`: the x axis at
+    /// the bottom titled `x_title`, the y axis at the left titled `y_title` in `colour`,
+    /// grid lines both ways. Returns the x and y scales.
+    pub fn plot_axes(
+        &mut self,
+        xt: &Ticks,
+        yt: &Ticks,
+        [x0, x1, y0, y1]: [f64; 4],
+        x_title: &str,
+        y_title: &str,
+        colour: &str,
+    ) -> (Scale, Scale) {
+        let sx = Scale::new(xt.lo, xt.hi, x0, x1);
+        let sy = Scale::new(yt.lo, yt.hi, y1, y0);
+        self.x_axis(xt, &sx, y0, y1, x_title);
+        self.y_axis(
+            yt,
+            &sy,
+            &YAxis {
+                x: x0,
+                grid: (x0, x1),
+                left: true,
+                title: y_title,
+                colour,
+            },
+        );
+        (sx, sy)
+    }
+
     /// A legend row at `(x, y)`: each entry a line sample with its marker and its label
     /// (escaped); wraps to a new row past `max_x`. Returns the y below the legend.
     pub fn legend(&mut self, x: f64, y: f64, max_x: f64, entries: &[LegendEntry]) -> f64 {

@@ -42,11 +42,24 @@ fn problem(name: &str) -> Compiled {
     Compiled::from_path(root().join("examples/problems").join(name)).unwrap()
 }
 
+fn sweep_fixture() -> SweepFile {
+    match parse_input(&fixture("retail_q4_sweep.json")).unwrap() {
+        Input::Sweep(s) => *s,
+        Input::Result(_) => panic!("retail_q4_sweep.json is a single result"),
+    }
+}
+
 fn result_fixture(name: &str) -> ResultFile {
     match parse_input(&fixture(name)).unwrap() {
         Input::Result(r) => *r,
         Input::Sweep(_) => panic!("{name} is a sweep"),
     }
+}
+
+/// The allocation as the flat channel-major vector of the problem's layout (the result
+/// lists channels in the problem's order).
+fn flat(result: &ResultFile) -> Vec<f64> {
+    result.allocation.values().flatten().copied().collect()
 }
 
 /// The browser, or `None` (after saying so loudly) when the tests must skip.
@@ -309,12 +322,7 @@ fn result_report_shows_the_plan_its_certificate_and_curves() {
     let result = result_fixture("retail_q4_convex.json");
     let compiled = problem("retail_q4.toml");
     // The fixture is a real solve of this problem: its objective is the model's.
-    let x = result
-        .allocation
-        .values()
-        .flatten()
-        .copied()
-        .collect::<Vec<f64>>();
+    let x = flat(&result);
     assert!((compiled.objective_value(&x) - result.objective).abs() <= 1e-9 * result.objective);
     let html = result_html(&result, Some(&compiled)).unwrap();
     let r = render(&browser, "retail_q4", &html);
@@ -404,10 +412,7 @@ fn result_report_without_problem_says_why_there_are_no_curves() {
 #[test]
 fn sweep_report_draws_the_budget_curve_and_the_channels() {
     let Some(browser) = chromium() else { return };
-    let Input::Sweep(sweep) = parse_input(&fixture("retail_q4_sweep.json")).unwrap() else {
-        panic!("a sweep")
-    };
-    let sweep: SweepFile = *sweep;
+    let sweep = sweep_fixture();
     let html = sweep_html(&sweep).unwrap();
     let r = render(&browser, "retail_q4_sweep", &html);
     assert_self_contained_and_drawn(&html, &r, 2);
@@ -433,9 +438,7 @@ fn sweep_report_draws_the_budget_curve_and_the_channels() {
 #[test]
 fn sweep_plot_is_a_picture_of_its_own() {
     let Some(browser) = chromium() else { return };
-    let Input::Sweep(sweep) = parse_input(&fixture("retail_q4_sweep.json")).unwrap() else {
-        panic!("a sweep")
-    };
+    let sweep = sweep_fixture();
     let svg = sweep_svg(&sweep).unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
     assert_eq!(
@@ -525,12 +528,7 @@ fn risk_block_is_drawn_with_its_numbers() {
     // by the model.
     let result = result_fixture("retail_q4_convex.json");
     let base = Problem::from_path(root().join("examples/problems/retail_q4.toml")).unwrap();
-    let x = result
-        .allocation
-        .values()
-        .flatten()
-        .copied()
-        .collect::<Vec<f64>>();
+    let x = flat(&result);
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut uniform = move || {
         state = state
