@@ -403,7 +403,7 @@ impl Convex {
             Some(c) => c.u,
             None => ctx.problem().start().to_vec(),
         };
-        Solution { x, status, bound }
+        Solution::new(x, status).with_bound(bound)
     }
 }
 

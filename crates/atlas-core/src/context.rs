@@ -2,12 +2,13 @@
 //! seed, observers and early stopping, implemented once here.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::cancel::CancelToken;
 use crate::compile::Compiled;
 use crate::feasible::{BoxProjection, ProjectionFailure, ProjectionWorkspace};
 use crate::observer::{Frequency, IterationEvent, Observer, StartEvent};
@@ -31,8 +32,18 @@ pub struct SolveOptions {
     pub min_delta: f64,
     /// Observers with their frequencies.
     pub observers: Vec<(Frequency, Box<dyn Observer>)>,
-    /// Set to `true` from elsewhere to stop the solve (status `stopped_early`).
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// Cancelled from elsewhere (another thread, a service), the solve stops with status
+    /// `cancelled` and the best feasible point found so far.
+    pub cancel: Option<CancelToken>,
+    /// A warm start in spend units: the flat channel-major vector of the problem's
+    /// [`Layout`](crate::Layout). The core projects it onto the feasible set (bounds,
+    /// budget, linear rules) and hands it to the backend
+    /// ([`Context::start`]); backends that can start from a point start there.
+    pub start: Option<Vec<f64>>,
+    /// Stop when the process's resident memory exceeds this many MiB (Linux; read from
+    /// `/proc/self/status`); the solve then ends with an error that carries the best
+    /// feasible point found so far.
+    pub max_memory_mb: Option<f64>,
 }
 
 impl std::fmt::Debug for SolveOptions {
@@ -44,6 +55,9 @@ impl std::fmt::Debug for SolveOptions {
             .field("patience", &self.patience)
             .field("min_delta", &self.min_delta)
             .field("observers", &self.observers.len())
+            .field("cancel", &self.cancel)
+            .field("start", &self.start.as_ref().map(Vec::len))
+            .field("max_memory_mb", &self.max_memory_mb)
             .finish()
     }
 }
@@ -265,13 +279,27 @@ pub struct Context<'a> {
     seed: u64,
     patience: Option<u64>,
     min_delta: f64,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Option<CancelToken>,
+    max_memory_mb: Option<f64>,
+    start: Vec<f64>,
+    warm_start: bool,
     progress: Mutex<Progress>,
 }
 
 impl<'a> Context<'a> {
     /// A context for solving `scaled` (built from `compiled`) with `options`.
+    ///
+    /// A warm start in `options.start` is scaled and projected onto the feasible set;
+    /// one of the wrong length, with values that are not finite, or that cannot be
+    /// projected is ignored here ([`optimize`](crate::optimize) refuses the first two as
+    /// input errors before it gets here).
     pub fn new(compiled: &'a Compiled, scaled: &'a Scaled, options: SolveOptions) -> Self {
+        let warm = options
+            .start
+            .as_deref()
+            .and_then(|x| project_start(scaled, x));
+        let warm_start = warm.is_some();
+        let start = warm.unwrap_or_else(|| scaled.start().to_vec());
         Self {
             compiled,
             evaluator: Evaluator::new(scaled),
@@ -282,6 +310,9 @@ impl<'a> Context<'a> {
             patience: options.patience,
             min_delta: options.min_delta,
             cancel: options.cancel,
+            max_memory_mb: options.max_memory_mb,
+            start,
+            warm_start,
             progress: Mutex::new(Progress {
                 iterations: 0,
                 best: None,
@@ -300,6 +331,29 @@ impl<'a> Context<'a> {
     /// The problem as compiled (names, rules, units).
     pub fn compiled(&self) -> &'a Compiled {
         self.compiled
+    }
+
+    /// Where a backend starts: the caller's warm start
+    /// ([`SolveOptions::start`]) projected onto the scaled feasible set when one was
+    /// given, else the even split projected ([`Scaled::start`]). Inside bounds, budget
+    /// and every linear rule; not necessarily the nonlinear rules.
+    pub fn start(&self) -> &[f64] {
+        &self.start
+    }
+
+    /// Whether the caller gave a warm start.
+    pub fn has_warm_start(&self) -> bool {
+        self.warm_start
+    }
+
+    /// The memory limit in MiB, if one is set.
+    pub fn memory_limit_mb(&self) -> Option<f64> {
+        self.max_memory_mb
+    }
+
+    /// The cancellation token, if the caller gave one.
+    pub fn cancel_token(&self) -> Option<&CancelToken> {
+        self.cancel.as_ref()
     }
 
     /// Counted, timed evaluation.
@@ -342,12 +396,8 @@ impl<'a> Context<'a> {
         if let Some(s) = self.lock().stopped {
             return Some(s);
         }
-        let status = if self
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
-            Some(Status::StoppedEarly)
+        let status = if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            Some(Status::Cancelled)
         } else if self.time_limit.is_some_and(|l| self.elapsed() >= l) {
             Some(Status::TimeLimit)
         } else if self.evaluator.evaluations.load(Ordering::Relaxed) >= self.evaluation_limit() {
@@ -454,6 +504,18 @@ impl Context<'_> {
         rng.set_stream(stream);
         rng
     }
+}
+
+/// The scaled projection of a warm start `x` (spend units), or `None` when it has the
+/// wrong length, values that are not finite, or the projection fails.
+fn project_start(scaled: &Scaled, x: &[f64]) -> Option<Vec<f64>> {
+    if x.len() != scaled.dim() || x.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let z = scaled.scale(x);
+    let mut u = vec![0.0; z.len()];
+    scaled.feasible_set().project_cold(&z, &mut u).ok()?;
+    Some(u)
 }
 
 /// `∇²f(u) v` from gradients alone, for models that give no Hessian products: the

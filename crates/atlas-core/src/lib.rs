@@ -29,6 +29,7 @@
 
 pub mod augmented;
 pub mod blackbox;
+mod cancel;
 mod compile;
 mod context;
 pub mod curve;
@@ -49,6 +50,7 @@ mod scaled;
 mod solver;
 pub mod suggest;
 
+pub use cancel::CancelToken;
 pub use compile::{Compiled, Feature, IntegerRules, MinRoi, Objective};
 pub use context::{fd_hessian_vector, Context, Counts, Evaluator, SolveOptions};
 pub use curve::Curve;
@@ -60,7 +62,7 @@ pub use observer::{Frequency, IterationEvent, Observer, StartEvent};
 pub use optimize::optimize;
 pub use problem::{BudgetMode, Format, Problem};
 pub use registry::{unsupported, OptimizerInfo, Registry, SolverConfig};
-pub use result::{Allocation, Evaluation, Metrics, OptimizationResult};
+pub use result::{Allocation, Evaluation, Metrics, OptimizationResult, Selected};
 pub use scaled::{Combination, NonlinearRow, Scaled};
 pub use solver::{Capabilities, Solution, Solver, Status};
 

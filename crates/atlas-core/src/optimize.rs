@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::compile::Compiled;
 use crate::context::{Context, SolveOptions};
-use crate::error::Error;
+use crate::error::{Error, InputError};
 use crate::observer::StartEvent;
 use crate::registry::{unsupported, SolverConfig};
 use crate::result::{Metrics, OptimizationResult};
@@ -32,6 +32,9 @@ pub fn optimize(
             features: missing.iter().map(|f| f.describe()).collect(),
             alternatives: Vec::new(),
         });
+    }
+    if let Some(start) = &options.start {
+        check_start(compiled, start)?;
     }
     let solver = config.build()?;
     let scaled = Scaled::new(compiled)?;
@@ -101,9 +104,41 @@ pub fn optimize(
             constraint_time_s: counts.constraint_time.as_secs_f64(),
             peak_memory_mb: crate::memory::peak_mb(),
         },
+        selected: solution.selected.clone(),
+        budget_multiplier: solution
+            .budget_multiplier
+            .filter(|m| m.is_finite())
+            .map(|m| scaled.budget_multiplier_from_scaled(m)),
     };
     for (_, mut obs) in ctx.take_observers() {
         obs.on_finish(&result);
     }
     Ok(result)
+}
+
+/// A warm start must have one finite, non-negative value per variable of the layout.
+fn check_start(compiled: &Compiled, start: &[f64]) -> Result<(), Error> {
+    let n = compiled.layout().len();
+    if start.len() != n {
+        return Err(InputError::new(
+            "start",
+            format!(
+                "{} values given, the problem has {n} variables (channels x periods, channel-major)",
+                start.len()
+            ),
+        )
+        .into());
+    }
+    if let Some((i, v)) = start
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+    {
+        return Err(InputError::new(
+            format!("start[{i}]"),
+            format!("spend must be a finite number >= 0 (got {v})"),
+        )
+        .into());
+    }
+    Ok(())
 }

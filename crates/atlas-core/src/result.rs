@@ -53,6 +53,25 @@ pub struct OptimizationResult {
     pub max_violation: f64,
     /// Work and resources.
     pub metrics: Metrics,
+    /// Which optimizer `auto` chose, and why (absent when an optimizer was named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected: Option<Selected>,
+    /// `d objective / d budget` at the returned plan, in objective units per unit of
+    /// spend: the budget row's multiplier, where the optimizer has one (the dual of
+    /// `convex`, the projection or augmented-Lagrangian multiplier of `lbfgs` and
+    /// `trust-region`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_multiplier: Option<f64>,
+}
+
+/// The optimizer that `auto` chose for a problem, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selected {
+    /// Registered name of the chosen optimizer.
+    pub optimizer: String,
+    /// Why: the features of the problem and model that decided.
+    pub reason: String,
 }
 
 impl OptimizationResult {

@@ -251,6 +251,16 @@ impl Scaled {
         }
     }
 
+    /// `d objective / d budget` in objective units per unit of spend, from the scaled
+    /// multiplier `d phi / d b` (`phi` minimized, `b` the budget in scaled units).
+    pub fn budget_multiplier_from_scaled(&self, dphi_db: f64) -> f64 {
+        if self.maximize {
+            -dphi_db * self.response_scale / self.spend_scale
+        } else {
+            dphi_db
+        }
+    }
+
     /// Largest violation of the nonlinear rows at `u`, given `R_s(u)` (scaled units).
     pub fn nonlinear_violation(&self, model_value: f64, spend: f64) -> f64 {
         self.nonlinear

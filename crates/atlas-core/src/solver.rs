@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::result::Selected;
 
 /// How a solve ended (contract section 6). Stopping is an outcome, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -23,6 +24,13 @@ pub enum Status {
     StoppedEarly,
     /// Proven infeasible.
     Infeasible,
+    /// Stopped on request (a [`CancelToken`](crate::CancelToken)); the best feasible
+    /// point found so far is returned.
+    Cancelled,
+    /// The method failed numerically (an interior point that broke down, a search that
+    /// can make no further progress in floating point far from a stationary point); the
+    /// best feasible point found so far is returned.
+    NumericalError,
 }
 
 impl Status {
@@ -36,6 +44,8 @@ impl Status {
             Status::TimeLimit => "time_limit",
             Status::StoppedEarly => "stopped_early",
             Status::Infeasible => "infeasible",
+            Status::Cancelled => "cancelled",
+            Status::NumericalError => "numerical_error",
         }
     }
 }
@@ -56,6 +66,13 @@ pub struct Solution {
     /// A proven bound on the true objective, in its own units (upper when maximizing,
     /// lower for `min_spend`), when the backend proves one.
     pub bound: Option<f64>,
+    /// The multiplier of the budget row at `x` in scaled units: `d phi / d b`, the change
+    /// of the scaled objective `phi` (minimized) per unit of scaled budget `b` (budget =
+    /// 1), when the backend has it. The core converts it to objective units per unit of
+    /// spend for [`OptimizationResult::budget_multiplier`](crate::OptimizationResult).
+    pub budget_multiplier: Option<f64>,
+    /// Which optimizer was chosen and why, when this solution comes from `auto`.
+    pub selected: Option<Selected>,
 }
 
 impl Solution {
@@ -65,7 +82,22 @@ impl Solution {
             x,
             status,
             bound: None,
+            budget_multiplier: None,
+            selected: None,
         }
+    }
+
+    /// The same solution with a proven bound (true objective units).
+    pub fn with_bound(mut self, bound: Option<f64>) -> Self {
+        self.bound = bound;
+        self
+    }
+
+    /// The same solution with the budget row's multiplier (scaled, see
+    /// [`budget_multiplier`](Solution::budget_multiplier)).
+    pub fn with_budget_multiplier(mut self, multiplier: Option<f64>) -> Self {
+        self.budget_multiplier = multiplier;
+        self
     }
 }
 

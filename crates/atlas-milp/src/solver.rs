@@ -193,11 +193,7 @@ impl Milp {
             None => Status::Converged,
         };
         Ok(Attempt {
-            solution: Solution {
-                x: u,
-                status,
-                bound,
-            },
+            solution: Solution::new(u, status).with_bound(bound),
             phi,
             inconsistent,
         })

@@ -164,13 +164,14 @@ fn early_stopping_and_limits_end_the_search() {
     assert_eq!(r.status, Status::TimeLimit);
     assert!(common::feasible(&compiled, &r));
     // Cancelled before the first trial: the core's feasible start, not an error.
-    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cancel = atlas_core::CancelToken::new();
+    cancel.cancel();
     let options = SolveOptions {
         cancel: Some(cancel),
         ..Default::default()
     };
     let r = common::solve(&compiled, &[], options);
-    assert_eq!(r.status, Status::StoppedEarly);
+    assert_eq!(r.status, Status::Cancelled);
     assert_eq!(r.metrics.iterations, 0);
     assert!(common::feasible(&compiled, &r));
 }
