@@ -17,6 +17,9 @@ pub const WIDTH: f64 = 760.0;
 const BAR: &str = "#0072B2";
 /// The colour of the marginal return and of marked points.
 const ACCENT: &str = "#D55E00";
+/// The same hue dark enough for text on white (contrast 6:1; `ACCENT` is 3.9:1, enough
+/// for lines and markers, not for small text).
+const ACCENT_TEXT: &str = "#A34700";
 
 /// One bar of a horizontal bar chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -464,7 +467,7 @@ pub fn budget_curve(
                 grid: (x1, x1),
                 left: false,
                 title: "marginal return",
-                colour: ACCENT,
+                colour: ACCENT_TEXT,
             },
         );
         // Separate runs where a point has no marginal return.
@@ -618,7 +621,7 @@ pub fn spread(svg: &mut Svg, y: f64, s: &Spread) -> f64 {
         ("mean".to_string(), s.mean, INK),
     ];
     for &(level, v) in &s.cvars {
-        marks.push((format!("CVaR {}", fmt::level(level)), v, ACCENT));
+        marks.push((format!("CVaR {}", fmt::level(level)), v, ACCENT_TEXT));
     }
     let lo = marks.iter().map(|m| m.1).fold(f64::INFINITY, f64::min);
     let hi = marks.iter().map(|m| m.1).fold(f64::NEG_INFINITY, f64::max);
@@ -852,6 +855,51 @@ mod tests {
             _ => (label, 1.0),
         };
         digits.replace(',', "").parse::<f64>().unwrap() * unit
+    }
+
+    #[test]
+    fn text_colours_are_readable_on_white() {
+        for c in [ACCENT_TEXT, BAR] {
+            let ratio = crate::svg::contrast_on_white(c);
+            assert!(ratio >= 4.5, "{c}: {ratio}");
+        }
+    }
+
+    #[test]
+    fn a_posterior_band_spans_its_percentiles() {
+        let points: Vec<BudgetPoint> = (1..=4)
+            .map(|i| BudgetPoint {
+                budget: i as f64,
+                objective: 10.0 * i as f64,
+                marginal_return: None,
+                band: Some((8.0 * i as f64, 12.0 * i as f64)),
+            })
+            .collect();
+        let mut svg = Svg::new();
+        let h = budget_curve(&mut svg, 0.0, &points, "response", true);
+        let text = svg.finish(WIDTH, h, "t", "d", true);
+        let doc = parse(&text);
+        let band = with_class(&doc, "band").next().expect("a band");
+        // Its outline: 4 lower points left to right, then 4 upper points back.
+        let d = band.attribute("d").unwrap();
+        let ys: Vec<f64> = d
+            .trim_end_matches('Z')
+            .split(['M', 'L'])
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split(' ').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(ys.len(), 8);
+        let objective_ys: Vec<f64> = with_class(&doc, "objective-point")
+            .map(|g| {
+                let c = g.children().find(|n| n.has_tag_name("circle")).unwrap();
+                attr(&c, "cy")
+            })
+            .collect();
+        for i in 0..4 {
+            // Pixels grow downwards: the lower edge is below the objective, the upper above.
+            assert!(ys[i] > objective_ys[i] && ys[7 - i] < objective_ys[i]);
+        }
+        assert!(text.contains("5–95 % of the posterior draws"));
     }
 
     #[test]
