@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 mod format;
 mod progress;
 mod sweep;
+mod report;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio};
 
@@ -97,6 +98,10 @@ enum Command {
     /// Benchmark every optimizer of this build on problem files (default: the built-in
     /// suite): correctness check, timed runs, bench.json / bench.csv / bench.svg.
     Bench(atlas_bench::BenchArgs),
+    /// A self-contained HTML report (inline SVG charts, no network) of a result or a
+    /// sweep result: allocation, flighting, response curves (with `--problem`),
+    /// certificate, metrics; for a sweep the budget response curve.
+    Report(report::ReportArgs),
 }
 
 /// Runs the command line with the process arguments; returns the exit status
@@ -231,6 +236,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             Ok(())
         }
         Command::Sweep(args) => sweep::run(args, registry, out),
+        Command::Report(args) => report::run(&args, out),
         Command::Bench(args) => {
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {

@@ -64,7 +64,7 @@ pub struct SweepArgs {
     /// Write the sweep result to this file (JSON; CSV when it ends in .csv), atomically.
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
-    /// Draw the budget response curve to an SVG file (not in this build yet).
+    /// Draw the budget response curve to an SVG file (not wired yet: use `atlas report`).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// No progress on stderr.
@@ -96,7 +96,7 @@ pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> 
     if args.plot.is_some() {
         return Err(InputError::new(
             "--plot",
-            "not yet: SVG charts of sweeps come with the report crate, which this build does not have; write the result with --output sweep.json and chart it from there",
+            "not yet: the sweep's SVG is not wired into `atlas sweep` in this build; write the result with --output sweep.json and chart it with `atlas report sweep.json --output report.html`",
         )
         .into());
     }
