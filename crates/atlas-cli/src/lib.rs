@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 mod format;
 mod progress;
-mod sweep;
 mod report;
+mod sweep;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio};
 
