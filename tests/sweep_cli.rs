@@ -164,14 +164,50 @@ fn bad_input_exits_2_before_any_work_and_writes_nothing() {
         err.contains("--budgets: required with a problem file"),
         "{err}"
     );
-    let (code, _, err) = atlas(&["sweep", &qs, "--budgets", "1x", "--plot", "c.svg"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("--plot: not yet"), "{err}");
     let (code, _, err) = atlas(&["sweep", &qs, "--budgets", "1x", "--jobs", "0"]);
     assert_eq!(code, 2);
     assert!(err.contains("--jobs: must be >= 1"), "{err}");
     assert!(!output.exists(), "no output file after bad input");
     assert!(!Path::new("c.svg").exists());
+}
+
+#[test]
+fn plot_draws_the_budget_curve_and_the_channel_totals() {
+    let dir = scratch("plot");
+    let svg_path = dir.join("curve.svg");
+    let json_path = dir.join("sweep.json");
+    let qs = problem("quickstart.toml");
+    let (code, _, err) = atlas(&[
+        "sweep",
+        &qs,
+        "--budgets",
+        "0.5x:1.1x:4",
+        "--plot",
+        svg_path.to_str().unwrap(),
+        "--output",
+        json_path.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let svg = std::fs::read_to_string(&svg_path).expect("the SVG is written");
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..80.min(svg.len())]
+    );
+    assert!(svg.trim_end().ends_with("</svg>"), "a whole SVG document");
+    let sweep: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    // Every channel of the sweep is named in the picture (the totals chart's legend).
+    for channel in sweep["scenarios"][0]["totals"].as_object().unwrap().keys() {
+        assert!(
+            svg.contains(channel.as_str()),
+            "channel {channel} missing from the plot"
+        );
+    }
+    assert!(
+        svg.contains("<path") || svg.contains("<polyline"),
+        "the curves are drawn"
+    );
 }
 
 #[test]

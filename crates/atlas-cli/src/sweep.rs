@@ -64,7 +64,8 @@ pub struct SweepArgs {
     /// Write the sweep result to this file (JSON; CSV when it ends in .csv), atomically.
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
-    /// Draw the budget response curve to an SVG file (not wired yet: use `atlas report`).
+    /// Draw the budget response curve (objective and marginal return against budget) and
+    /// each channel's total against budget to this SVG file, atomically.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// No progress on stderr.
@@ -93,13 +94,6 @@ fn is_scenario_file(path: &Path) -> Result<bool, Error> {
 
 /// Runs `atlas sweep`.
 pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> Result<(), Error> {
-    if args.plot.is_some() {
-        return Err(InputError::new(
-            "--plot",
-            "not yet: the sweep's SVG is not wired into `atlas sweep` in this build; write the result with --output sweep.json and chart it with `atlas report sweep.json --output report.html`",
-        )
-        .into());
-    }
     let limit = time_limit(args.time_limit)?;
     if args.jobs == Some(0) {
         return Err(InputError::new("--jobs", "must be >= 1 (got 0)").into());
@@ -173,6 +167,18 @@ pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> 
         } else {
             result.write_json(path)?;
         }
+    }
+    if let Some(plot) = &args.plot {
+        let svg = atlas_report::SweepFile::from_serialize(&result)
+            .and_then(|sweep| atlas_report::sweep_svg(&sweep))
+            .map_err(|e| Error::Solver {
+                optimizer: result.optimizer.clone(),
+                reason: format!("cannot draw the sweep: {e}"),
+            })?;
+        atlas_report::write_file(plot, &svg).map_err(|e| Error::Io {
+            path: plot.clone(),
+            message: e.to_string(),
+        })?;
     }
     let written = match args.format {
         SweepFormat::Json => writeln!(out, "{}", result.to_json()),
