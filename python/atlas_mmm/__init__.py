@@ -263,8 +263,9 @@ def optimize(
         model: a response model written in Python, in place of the problem's curves: an
             object with ``value(x) -> float`` where ``x`` is the flat spend vector
             (``numpy`` array, channel-major: ``x[c * periods + t]``), and optionally
-            ``gradient(x) -> array`` and ``value_batch(X) -> array`` (``X`` a 2-d array,
-            one point per row). A true ``concave`` attribute declares it concave. An
+            ``gradient(x) -> array`` (or ``value_and_gradient(x) -> (float, array)``,
+            one call for both) and ``value_batch(X) -> array`` (``X`` a 2-d array, one
+            point per row). A true ``concave`` attribute declares it concave. An
             exception it raises ends the solve and is raised here.
         start: a warm start: a previous :class:`Result`, a channel → spend mapping, or
             the flat vector.

@@ -1,6 +1,6 @@
 """A NumPy implementation of the built-in marketing-mix model (curves of geometric
-adstock, discounted), as a model written in Python: ``value``, ``gradient`` and
-``value_batch`` over the flat channel-major spend vector. The tests use it to check
+adstock, discounted), as a model written in Python: ``value``, ``gradient``,
+``value_and_gradient`` and ``value_batch`` over the flat channel-major spend vector. The tests use it to check
 that Python models reach the built-in optimum, the benchmarks to time the callbacks."""
 
 from __future__ import annotations
@@ -38,22 +38,27 @@ class NumpyMmm:
         self.W = np.zeros((self.C, self.L))
         for c, w in enumerate(lags):
             self.W[c, : len(w)] = w
-        self.groups = {}
-        for c, ch in enumerate(channels):
-            r = ch["response"]
-            self.groups.setdefault(r["kind"], []).append(c)
+        # Channels are kept internally in an order that groups each curve kind into one
+        # contiguous block, so that every kind is computed on a view, not a copy.
+        kinds = [ch["response"]["kind"] for ch in channels]
+        self.order = np.array(sorted(range(self.C), key=lambda c: kinds[c]), dtype=np.intp)
+        self.W = self.W[self.order]
         self.params = {}
-        for kind, idx in self.groups.items():
+        start = 0
+        for kind in sorted(set(kinds)):
+            idx = [c for c in self.order if kinds[c] == kind]
             rs = [channels[c]["response"] for c in idx]
             p = {
                 name: np.array([float(r.get(name, 0.0)) for r in rs])[:, None]
                 for name in ("beta", "k", "s", "lam", "alpha")
             }
-            self.params[kind] = (np.array(idx), p)
+            p["s_is_one"] = bool(np.all(p["s"] == 1.0))
+            self.params[kind] = (slice(start, start + len(idx)), p)
+            start += len(idx)
         self.concave = all(
-            kind != "hill" or np.all(p["s"] <= 1.0) for kind, (_, p) in self.params.items()
+            kind != "hill" or bool(np.all(p["s"] <= 1.0)) for kind, (_, p) in self.params.items()
         )
-        self.calls = {"value": 0, "gradient": 0, "value_batch": 0}
+        self.calls = {"value": 0, "gradient": 0, "value_and_gradient": 0, "value_batch": 0}
 
     def _adstock(self, X: np.ndarray) -> np.ndarray:
         """a[..., c, t] = sum_l w[c, l] x[..., c, t - l]."""
@@ -79,12 +84,16 @@ class NumpyMmm:
                     v, d1 = beta * a, beta + 0.0 * a
                 elif kind == "hill":
                     k, s = p["k"], p["s"]
-                    t = (a / k) ** s
-                    v = beta * t / (1.0 + t)
-                    ad = np.where(a > 0.0, a, SLOPE_FLOOR * k)
-                    td = (ad / k) ** s
-                    d1 = beta * s * td / (ad * (1.0 + td) ** 2)
-                    d1 = np.where((a == 0.0) & (s == 1.0), beta / k, d1)
+                    if p["s_is_one"]:
+                        v = beta * a / (a + k)
+                        d1 = beta * k / (a + k) ** 2
+                    else:
+                        t = (a / k) ** s
+                        v = beta * t / (1.0 + t)
+                        ad = np.where(a > 0.0, a, SLOPE_FLOOR * k)
+                        td = (ad / k) ** s
+                        d1 = beta * s * td / (ad * (1.0 + td) ** 2)
+                        d1 = np.where((a == 0.0) & (s == 1.0), beta / k, d1)
                 elif kind == "exponential":
                     k = p["k"]
                     v = -beta * np.expm1(-a / k)
@@ -110,20 +119,30 @@ class NumpyMmm:
                     D[..., idx, :] = d1
         return V, D
 
+    def _grouped(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(-1, self.C, self.T)[:, self.order, :]
+
     def value(self, x: np.ndarray) -> float:
         self.calls["value"] += 1
-        A = self._adstock(x.reshape(self.C, self.T))
-        V, _ = self._curves(A, False)
-        return float((V * self.d).sum())
+        V, _ = self._curves(self._adstock(self._grouped(x)[0]), False)
+        return float((V @ self.d).sum())
+
+    def value_and_gradient(self, x: np.ndarray):
+        """Value and gradient in one call (they share the adstock and the curves)."""
+        self.calls["value_and_gradient"] += 1
+        V, D = self._curves(self._adstock(self._grouped(x)[0]), True)
+        G = np.empty((self.C, self.T))
+        G[self.order] = self._adstock_transpose(D * self.d)
+        return float((V @ self.d).sum()), G.ravel()
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         self.calls["gradient"] += 1
-        A = self._adstock(x.reshape(self.C, self.T))
-        _, D = self._curves(A, True)
-        return self._adstock_transpose(D * self.d).ravel()
+        _, D = self._curves(self._adstock(self._grouped(x)[0]), True)
+        G = np.empty((self.C, self.T))
+        G[self.order] = self._adstock_transpose(D * self.d)
+        return G.ravel()
 
     def value_batch(self, X: np.ndarray) -> np.ndarray:
         self.calls["value_batch"] += 1
-        A = self._adstock(X.reshape(X.shape[0], self.C, self.T))
-        V, _ = self._curves(A, False)
-        return (V * self.d).sum(axis=(1, 2))
+        V, _ = self._curves(self._adstock(self._grouped(X)), False)
+        return (V @ self.d).sum(axis=1)

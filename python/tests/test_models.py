@@ -37,22 +37,42 @@ def test_numpy_model_matches_the_built_in_model(name):
             e[i] = h
             fd = (model.value(x + e) - model.value(x - e)) / (2 * h)
             assert g[i] == pytest.approx(fd, rel=1e-5, abs=1e-9 * abs(model.value(x)) / h)
+        v, g2 = model.value_and_gradient(x)
+        assert v == pytest.approx(model.value(x), rel=1e-14)
+        np.testing.assert_allclose(g2, g, rtol=1e-14)
         X = np.stack([x, 0.5 * x])
         np.testing.assert_allclose(model.value_batch(X), [model.value(x), model.value(0.5 * x)], rtol=1e-12)
 
 
-def test_python_model_with_gradient_reaches_the_built_in_optimum():
+class GradientOnly:
+    """value(x) and gradient(x) only (no value_and_gradient)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.concave = inner.concave
+
+    def value(self, x):
+        return self.inner.value(x)
+
+    def gradient(self, x):
+        return self.inner.gradient(x)
+
+
+@pytest.mark.parametrize("methods", ["value+gradient", "value_and_gradient"])
+def test_python_model_with_gradient_reaches_the_built_in_optimum(methods):
     problem = load("retail_q4.toml")
     built_in = atlas_mmm.optimize(problem, "convex")
     assert built_in.status == "optimal"
-    model = NumpyMmm(problem.to_dict())
+    inner = NumpyMmm(problem.to_dict())
+    model = GradientOnly(inner) if methods == "value+gradient" else inner
     result = atlas_mmm.optimize(problem, "lbfgs", model=model)
-    assert model.calls["gradient"] > 0
+    used = "gradient" if methods == "value+gradient" else "value_and_gradient"
+    assert inner.calls[used] > 0
     assert result.status in ("converged", "optimal")
     assert result.max_violation <= 1e-6 * problem.budget
     # The objective is the Python model's, and reaches the certified optimum.
     x = np.concatenate([result.allocation[c] for c in problem.channels])
-    assert result.objective == pytest.approx(model.value(x), rel=1e-12)
+    assert result.objective == pytest.approx(inner.value(x), rel=1e-12)
     assert result.objective == pytest.approx(built_in.objective, rel=1e-6)
     assert result.objective <= built_in.bound * (1 + 1e-9)
 

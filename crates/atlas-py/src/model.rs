@@ -17,6 +17,7 @@ pub struct PyModel {
     object: Py<PyAny>,
     dim: usize,
     has_gradient: bool,
+    has_value_and_gradient: bool,
     has_batch: bool,
     concave: Option<bool>,
     /// The first exception raised by the model.
@@ -27,8 +28,8 @@ pub struct PyModel {
 
 impl PyModel {
     /// Wraps `object` for a problem of `dim` variables. It needs a callable `value`;
-    /// `gradient` and `value_batch` are used when present, and a true `concave`
-    /// attribute declares the model concave.
+    /// `gradient` (or `value_and_gradient`, one call for both) and `value_batch` are used
+    /// when present, and a true `concave` attribute declares the model concave.
     pub fn new(object: &Bound<'_, PyAny>, dim: usize, cancel: CancelToken) -> PyResult<PyModel> {
         let callable = |name: &str| -> PyResult<bool> {
             Ok(object.hasattr(name)? && object.getattr(name)?.is_callable())
@@ -47,7 +48,8 @@ impl PyModel {
         Ok(PyModel {
             object: object.clone().unbind(),
             dim,
-            has_gradient: callable("gradient")?,
+            has_gradient: callable("gradient")? || callable("value_and_gradient")?,
+            has_value_and_gradient: callable("value_and_gradient")?,
             has_batch: callable("value_batch")?,
             concave,
             error: Mutex::new(None),
@@ -87,6 +89,24 @@ impl PyModel {
         let arr = PyArray1::from_slice(py, x);
         let g = self.object.bind(py).call_method1("gradient", (arr,))?;
         copy_vector(py, &g, grad, "gradient")
+    }
+
+    /// `value_and_gradient(x) -> (value, gradient)`: one call where the model shares work
+    /// between the two.
+    fn call_value_and_gradient(
+        &self,
+        py: Python<'_>,
+        x: &[f64],
+        grad: &mut [f64],
+    ) -> PyResult<f64> {
+        let arr = PyArray1::from_slice(py, x);
+        let out = self
+            .object
+            .bind(py)
+            .call_method1("value_and_gradient", (arr,))?;
+        let (v, g): (f64, Bound<'_, PyAny>) = out.extract()?;
+        copy_vector(py, &g, grad, "value_and_gradient")?;
+        Ok(v)
     }
 
     fn call_batch(&self, py: Python<'_>, xs: &[Vec<f64>], out: &mut [f64]) -> PyResult<()> {
@@ -172,9 +192,12 @@ impl Model for PyModel {
             return Some(f64::NAN);
         }
         Python::with_gil(|py| {
-            let result = self
-                .call_value(py, x)
-                .and_then(|v| self.call_gradient(py, x, grad).map(|()| v));
+            let result = if self.has_value_and_gradient {
+                self.call_value_and_gradient(py, x, grad)
+            } else {
+                self.call_value(py, x)
+                    .and_then(|v| self.call_gradient(py, x, grad).map(|()| v))
+            };
             match result {
                 Ok(v) => Some(v),
                 Err(e) => {
