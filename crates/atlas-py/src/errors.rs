@@ -81,7 +81,7 @@ pub fn to_py_err(py: Python<'_>, error: Error) -> PyErr {
             k.set_item("path", path_string(e.file.as_deref()))?;
             k.set_item("reason", &e.reason)
         }),
-        Error::DuplicateOptimizer(_) | Error::Solver { .. } => {
+        Error::DuplicateOptimizer(_) | Error::Solver { .. } | Error::Model { .. } => {
             raise(py, "SolverError", message, |_| Ok(()))
         }
     }
