@@ -667,6 +667,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Input(_) | Error::Config(_) | Error::UnknownOptimizer { .. } => "input",
         Error::Io { .. } => "io",
         Error::Solver { .. } | Error::DuplicateOptimizer(_) => "solver",
+        Error::Model { .. } => "model",
     }
 }
 
