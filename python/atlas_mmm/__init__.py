@@ -264,8 +264,9 @@ def optimize(
             object with ``value(x) -> float`` where ``x`` is the flat spend vector
             (``numpy`` array, channel-major: ``x[c * periods + t]``), and optionally
             ``gradient(x) -> array`` (or ``value_and_gradient(x) -> (float, array)``,
-            one call for both) and ``value_batch(X) -> array`` (``X`` a 2-d array, one
-            point per row). A true ``concave`` attribute declares it concave. An
+            one call for both), ``value_batch(X) -> array`` (``X`` a 2-d array, one
+            point per row) and ``hessian_diagonal(x) -> array`` (preconditions gradient
+            methods). A true ``concave`` attribute declares it concave. An
             exception it raises ends the solve and is raised here.
         start: a warm start: a previous :class:`Result`, a channel → spend mapping, or
             the flat vector.

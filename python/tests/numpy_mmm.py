@@ -58,7 +58,7 @@ class NumpyMmm:
         self.concave = all(
             kind != "hill" or bool(np.all(p["s"] <= 1.0)) for kind, (_, p) in self.params.items()
         )
-        self.calls = {"value": 0, "gradient": 0, "value_and_gradient": 0, "value_batch": 0}
+        self.calls = {"value": 0, "gradient": 0, "value_and_gradient": 0, "value_batch": 0, "hessian_diagonal": 0}
 
     def _adstock(self, X: np.ndarray) -> np.ndarray:
         """a[..., c, t] = sum_l w[c, l] x[..., c, t - l]."""
@@ -67,19 +67,22 @@ class NumpyMmm:
             A[..., l:] += X[..., :-l] * self.W[:, l : l + 1]
         return A
 
-    def _adstock_transpose(self, U: np.ndarray) -> np.ndarray:
-        G = U * self.W[:, 0:1]
+    def _adstock_transpose(self, U: np.ndarray, W=None) -> np.ndarray:
+        W = self.W if W is None else W
+        G = U * W[:, 0:1]
         for l in range(1, min(self.L, self.T)):
-            G[..., :-l] += U[..., l:] * self.W[:, l : l + 1]
+            G[..., :-l] += U[..., l:] * W[:, l : l + 1]
         return G
 
-    def _curves(self, A: np.ndarray, slopes: bool):
+    def _curves(self, A: np.ndarray, slopes: bool, second: bool = False):
         V = np.empty_like(A)
         D = np.empty_like(A) if slopes else None
+        H = np.empty_like(A) if second else None
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             for kind, (idx, p) in self.params.items():
                 a = np.maximum(A[..., idx, :], 0.0)
                 beta = p["beta"]
+                d2 = 0.0 * a
                 if kind == "linear":
                     v, d1 = beta * a, beta + 0.0 * a
                 elif kind == "hill":
@@ -87,6 +90,7 @@ class NumpyMmm:
                     if p["s_is_one"]:
                         v = beta * a / (a + k)
                         d1 = beta * k / (a + k) ** 2
+                        d2 = -2.0 * beta * k / (a + k) ** 3
                     else:
                         t = (a / k) ** s
                         v = beta * t / (1.0 + t)
@@ -94,29 +98,38 @@ class NumpyMmm:
                         td = (ad / k) ** s
                         d1 = beta * s * td / (ad * (1.0 + td) ** 2)
                         d1 = np.where((a == 0.0) & (s == 1.0), beta / k, d1)
+                        d2 = beta * s * td * ((s - 1.0) - (s + 1.0) * td) / (ad * ad * (1.0 + td) ** 3)
                 elif kind == "exponential":
                     k = p["k"]
                     v = -beta * np.expm1(-a / k)
                     d1 = beta / k * np.exp(-a / k)
+                    d2 = -d1 / k
                 elif kind == "logistic":
                     lam = p["lam"]
                     th = np.tanh(0.5 * lam * a)
                     v = beta * th
                     d1 = 0.5 * beta * lam * (1.0 - th * th)
+                    d2 = -lam * th * d1
                 elif kind == "log":
                     k = p["k"]
                     v = beta * np.log1p(a / k)
                     d1 = beta / (k + a)
+                    d2 = -d1 / (k + a)
                 elif kind == "power":
                     alpha = p["alpha"]
                     v = beta * a**alpha
                     ad = np.maximum(a, SLOPE_FLOOR)
                     d1 = np.where(alpha == 1.0, beta, alpha * beta * ad ** (alpha - 1.0))
+                    d2 = np.where(alpha == 1.0, 0.0, alpha * (alpha - 1.0) * beta * ad ** (alpha - 2.0))
                 else:
                     raise ValueError(f"curve kind {kind!r} is not implemented here")
                 V[..., idx, :] = v
                 if slopes:
                     D[..., idx, :] = d1
+                if second:
+                    H[..., idx, :] = d2
+        if second:
+            return V, D, H
         return V, D
 
     def _grouped(self, x: np.ndarray) -> np.ndarray:
@@ -141,6 +154,14 @@ class NumpyMmm:
         G = np.empty((self.C, self.T))
         G[self.order] = self._adstock_transpose(D * self.d)
         return G.ravel()
+
+    def hessian_diagonal(self, x: np.ndarray) -> np.ndarray:
+        """The diagonal of the Hessian: sum_l w_l^2 d_(s+l) f''(a_(s+l))."""
+        self.calls["hessian_diagonal"] += 1
+        _, _, H = self._curves(self._adstock(self._grouped(x)[0]), True, True)
+        out = np.empty((self.C, self.T))
+        out[self.order] = self._adstock_transpose(H * self.d, self.W**2)
+        return out.ravel()
 
     def value_batch(self, X: np.ndarray) -> np.ndarray:
         self.calls["value_batch"] += 1

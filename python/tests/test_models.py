@@ -37,6 +37,12 @@ def test_numpy_model_matches_the_built_in_model(name):
             e[i] = h
             fd = (model.value(x + e) - model.value(x - e)) / (2 * h)
             assert g[i] == pytest.approx(fd, rel=1e-5, abs=1e-9 * abs(model.value(x)) / h)
+        hd = model.hessian_diagonal(x)
+        for i in rng.choice(n, size=min(n, 4), replace=False):
+            e = np.zeros(n)
+            e[i] = h
+            fd2 = (model.gradient(x + e)[i] - model.gradient(x - e)[i]) / (2 * h)
+            assert hd[i] == pytest.approx(fd2, rel=1e-4, abs=1e-6 * abs(hd).max())
         v, g2 = model.value_and_gradient(x)
         assert v == pytest.approx(model.value(x), rel=1e-14)
         np.testing.assert_allclose(g2, g, rtol=1e-14)

@@ -19,6 +19,7 @@ pub struct PyModel {
     has_gradient: bool,
     has_value_and_gradient: bool,
     has_batch: bool,
+    has_hessian_diagonal: bool,
     concave: Option<bool>,
     /// The first exception raised by the model.
     error: Mutex<Option<PyErr>>,
@@ -28,8 +29,10 @@ pub struct PyModel {
 
 impl PyModel {
     /// Wraps `object` for a problem of `dim` variables. It needs a callable `value`;
-    /// `gradient` (or `value_and_gradient`, one call for both) and `value_batch` are used
-    /// when present, and a true `concave` attribute declares the model concave.
+    /// `gradient` (or `value_and_gradient`, one call for both), `value_batch` and
+    /// `hessian_diagonal` (the diagonal of the Hessian, which gradient methods use to
+    /// precondition their steps) are used when present, and a true `concave` attribute
+    /// declares the model concave.
     pub fn new(object: &Bound<'_, PyAny>, dim: usize, cancel: CancelToken) -> PyResult<PyModel> {
         let callable = |name: &str| -> PyResult<bool> {
             Ok(object.hasattr(name)? && object.getattr(name)?.is_callable())
@@ -51,6 +54,7 @@ impl PyModel {
             has_gradient: callable("gradient")? || callable("value_and_gradient")?,
             has_value_and_gradient: callable("value_and_gradient")?,
             has_batch: callable("value_batch")?,
+            has_hessian_diagonal: callable("hessian_diagonal")?,
             concave,
             error: Mutex::new(None),
             cancel,
@@ -228,6 +232,29 @@ impl Model for PyModel {
                 out.fill(f64::NAN);
             }
         })
+    }
+
+    fn hessian_diagonal(&self, x: &[f64], out: &mut [f64]) -> Option<()> {
+        if !self.has_hessian_diagonal {
+            return None;
+        }
+        if self.failed() {
+            out.fill(f64::NAN);
+            return Some(());
+        }
+        Python::with_gil(|py| {
+            let arr = PyArray1::from_slice(py, x);
+            let result = self
+                .object
+                .bind(py)
+                .call_method1("hessian_diagonal", (arr,))
+                .and_then(|d| copy_vector(py, &d, out, "hessian_diagonal"));
+            if let Err(e) = result {
+                self.fail(e);
+                out.fill(f64::NAN);
+            }
+        });
+        Some(())
     }
 
     fn is_concave(&self) -> Option<bool> {
