@@ -97,6 +97,7 @@ fn rules() -> Problem {
             min: Some(0.1),
             ..Constraint::new(ConstraintKind::Share)
         }],
+        model: None,
     }
 }
 

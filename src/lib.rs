@@ -29,6 +29,14 @@ compile_error!(
 );
 
 pub use atlas_core::*;
+/// Response models from outside (ONNX, HTTP services): `shared/spec/models.md`.
+pub use atlas_models;
+
+/// Reads, checks and compiles a problem file with the model its `[model]` table selects
+/// (the built-in one, an ONNX graph, a prediction service); errors name the file.
+pub fn load_problem(path: impl AsRef<std::path::Path>) -> Result<Compiled, Error> {
+    atlas_models::compile_path(path)
+}
 
 #[cfg(feature = "cmaes")]
 pub use atlas_cmaes;

@@ -333,6 +333,7 @@ fn small_problem() -> impl Strategy<Value = atlas::Problem> {
                 max_active_channels: None,
                 channels,
                 constraints,
+                model: None,
             }
         })
 }

@@ -125,6 +125,7 @@ pub fn generate(channels: usize, periods: usize, seed: u64) -> Problem {
         max_active_channels: None,
         channels: list,
         constraints: Vec::new(),
+        model: None,
     }
 }
 

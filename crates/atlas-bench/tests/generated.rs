@@ -63,6 +63,7 @@ fn two_logs() -> Problem {
             Channel::new("b", CurveSpec::log(60.0, 30.0)),
         ],
         constraints: Vec::new(),
+        model: None,
     }
 }
 

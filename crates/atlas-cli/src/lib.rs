@@ -12,6 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
 mod format;
+mod profile;
 mod progress;
 mod report;
 mod sweep;
@@ -101,6 +102,9 @@ enum Command {
     /// sweep result: allocation, flighting, response curves (with `--problem`),
     /// certificate, metrics; for a sweep the budget response curve.
     Report(report::ReportArgs),
+    /// Measure the response model: time of a value, a gradient and a batch of 64 over
+    /// random feasible plans, peak memory, concavity, the optimizers that take it.
+    Profile(profile::ProfileArgs),
 }
 
 /// Runs the command line with the process arguments; returns the exit status
@@ -202,7 +206,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
                 ));
             }
             let (compiled, result) = if cache == "off" {
-                let compiled = Compiled::from_path(&problem)?;
+                let compiled = atlas_models::compile_path(&problem)?;
                 let result = registry.optimize(&compiled, config.as_ref(), options)?;
                 (compiled, result)
             } else {
@@ -233,7 +237,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             allocation,
             format,
         } => {
-            let compiled = Compiled::from_path(&problem)?;
+            let compiled = atlas_models::compile_path(&problem)?;
             let x = Allocation::from_path(&allocation)?
                 .to_flat(&compiled)
                 .map_err(|e| e.in_file(Some(&allocation)))?;
@@ -250,7 +254,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             Ok(())
         }
         Command::Validate { problem } => {
-            let compiled = Compiled::from_path(&problem)?;
+            let compiled = atlas_models::compile_path(&problem)?;
             let scaled = Scaled::new(&compiled)?;
             print_validation(out, &problem, &compiled, &scaled, registry).map_err(stdout_error)
         }
@@ -267,6 +271,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
         }
         Command::Sweep(args) => sweep::run(args, registry, out),
         Command::Report(args) => report::run(&args, out),
+        Command::Profile(args) => profile::run(&args, registry, out),
         Command::Bench(args) => {
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {
@@ -297,7 +302,7 @@ pub(crate) fn stdout_error(e: std::io::Error) -> Error {
     }
 }
 
-fn json_error(e: serde_json::Error) -> Error {
+pub(crate) fn json_error(e: serde_json::Error) -> Error {
     Error::Solver {
         optimizer: String::new(),
         reason: format!("cannot serialize the result: {e}"),

@@ -117,6 +117,15 @@ pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> 
     if let Some(grid) = grid {
         sweep = sweep.budgets(grid);
     }
+    // (models) Scenarios load the base problem's `[model]` (relative paths from its folder).
+    let base_file = if is_scenario_file(&args.input)? {
+        atlas_sweep::ScenarioFile::from_path(&args.input)?.base_path(&args.input)
+    } else {
+        args.input.clone()
+    };
+    sweep = sweep.compile_with(std::sync::Arc::new(move |p| {
+        atlas_models::compile(p, Some(&base_file))
+    }));
     let name = match (sweep.file_optimizer(), args.optimizer.as_deref()) {
         (Some(file), Some(cli)) if file != cli => {
             return Err(InputError::new(
@@ -367,9 +376,7 @@ pub(crate) fn optimize_cached(
 ) -> Result<(Compiled, OptimizationResult), Error> {
     let cache = Cache::from_spec(spec)?;
     let problem = Problem::from_path(path)?;
-    let compiled = Compiled::new(&problem)
-        .map_err(|e| e.in_file(Some(path)))?
-        .with_source(path);
+    let compiled = atlas_models::compile(&problem, Some(path))?;
     let result = atlas_sweep::solve_cached(
         registry,
         cache.as_ref(),

@@ -517,6 +517,18 @@ fn check_name(field: &str, name: &str) -> Check<()> {
 fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Error> {
     // Sizes first: nothing below allocates more than these limits allow.
     crate::limits::check_sizes(p)?;
+    // (models) An external `[model]` is turned into a model by a loader
+    // (`model_spec::compile_with_loader`); compiling it as the built-in one would ignore it.
+    if let (None, Some(spec)) = (&custom, p.model.as_ref().filter(|s| s.is_external())) {
+        return Err(InputError::new(
+            "model.kind",
+            format!(
+                "`{}` models are loaded by atlas-models (`atlas::load_problem`, `atlas_models::compile`); this front compiles only the built-in model",
+                spec.kind()
+            ),
+        )
+        .into());
+    }
     if p.periods == 0 {
         return Err(InputError::new("periods", "must be >= 1 (got 0)").into());
     }

@@ -396,7 +396,10 @@ impl<'a> Context<'a> {
         if let Some(s) = self.lock().stopped {
             return Some(s);
         }
-        let status = if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+        // (models) A failed external model stops the solve; `optimize` reports its error.
+        let status = if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+            || self.compiled.model().failure().is_some()
+        {
             Some(Status::Cancelled)
         } else if self.time_limit.is_some_and(|l| self.elapsed() >= l) {
             Some(Status::TimeLimit)

@@ -170,6 +170,15 @@ pub enum Error {
     /// Two optimizers registered under the same name.
     #[error("optimizer `{0}` is registered twice")]
     DuplicateOptimizer(String),
+    /// An external response model failed during a solve (a service that does not answer,
+    /// a bad answer); no result is returned.
+    #[error("{model}: the response model failed: {reason}")]
+    Model {
+        /// The model (`http://127.0.0.1:9000/predict`, `mmm.onnx`).
+        model: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The solver failed for a reason that is not the user's input.
     #[error("optimizer `{optimizer}` failed: {reason}")]
     Solver {
@@ -193,7 +202,10 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::Infeasible(_)
             | Error::Io { .. } => 2,
-            Error::DuplicateOptimizer(_) | Error::Solver { .. } | Error::Write { .. } => 1,
+            Error::DuplicateOptimizer(_)
+            | Error::Solver { .. }
+            | Error::Write { .. }
+            | Error::Model { .. } => 1,
         }
     }
 

@@ -223,6 +223,7 @@ pub fn problem(function: TestFunction, dim: usize) -> Result<Compiled, Error> {
         max_active_channels: None,
         channels,
         constraints: Vec::new(),
+        model: None,
     };
     Compiled::with_model(&p, Arc::new(FunctionModel::new(function, dim)))
 }

@@ -75,6 +75,20 @@ pub trait Model: Send + Sync {
         let _ = x;
         None
     }
+
+    /// The first failure of a model that can fail (an unreachable service, a bad answer):
+    /// once set, every later value is NaN, the solve stops, and
+    /// [`optimize`](crate::optimize) returns [`Error::Model`](crate::Error::Model) with
+    /// this text. Cheap to call: solvers' stop checks ask it often. Default: never fails.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
+    /// Counters of an external model (cache hits, calls) and how its gradient is
+    /// obtained, for the result's metrics; `None` for in-process models.
+    fn stats(&self) -> Option<crate::model_spec::ModelStats> {
+        None
+    }
 }
 
 /// Geometric carry-over as a banded lower-triangular map: `a[t] = sum_l w_l x[t-l]`.
@@ -388,6 +402,12 @@ impl Model for ScaledModel {
         let mut v = self.inner.channel_responses(&self.unscaled(u))?;
         v.iter_mut().for_each(|o| *o /= self.response_scale);
         Some(v)
+    }
+    fn failure(&self) -> Option<String> {
+        self.inner.failure()
+    }
+    fn stats(&self) -> Option<crate::model_spec::ModelStats> {
+        self.inner.stats()
     }
 }
 

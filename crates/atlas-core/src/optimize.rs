@@ -37,6 +37,9 @@ pub fn optimize(
         check_start(compiled, start)?;
     }
     let solver = config.build()?;
+    // (models) External models count their cache hits over their life; this solve
+    // reports its own share.
+    let stats_before = compiled.model().stats();
     let scaled = Scaled::new(compiled)?;
     let ctx = Context::new(compiled, &scaled, options);
     ctx.notify_start(&StartEvent {
@@ -45,7 +48,13 @@ pub fn optimize(
         variables: scaled.dim(),
         rows: scaled.feasible_set().rows().len(),
     });
-    let solution = solver.solve(&ctx)?;
+    let solution = solver.solve(&ctx);
+    // (models) A model that failed (a service that stopped answering) ends the solve
+    // with its error, whatever the solver made of the NaN values it saw since.
+    if let Some(reason) = compiled.model().failure() {
+        return Err(model_error(compiled, reason));
+    }
+    let solution = solution?;
     if solution.x.len() != scaled.dim() || solution.x.iter().any(|v| !v.is_finite()) {
         return Err(Error::Solver {
             optimizer: solver.name().to_string(),
@@ -65,6 +74,10 @@ pub fn optimize(
     let layout = compiled.layout();
     let counts = ctx.evaluator().counts();
     let objective = compiled.objective_value(&x);
+    if let Some(reason) = compiled.model().failure() {
+        return Err(model_error(compiled, reason));
+    }
+    let stats_after = compiled.model().stats();
     // A point that meets the rules only to the feasibility tolerance can score a hair past
     // the true optimum, hence past a proven bound. Loosening an upper bound (raising it) or
     // a lower bound (lowering it) to the reported objective keeps it a valid bound.
@@ -103,6 +116,9 @@ pub fn optimize(
             model_time_s: counts.model_time.as_secs_f64(),
             constraint_time_s: counts.constraint_time.as_secs_f64(),
             peak_memory_mb: crate::memory::peak_mb(),
+            gradient: stats_after.and_then(|s| s.gradient).map(str::to_string),
+            cache_hits: stats_after
+                .map(|after| after.cache_hits - stats_before.map_or(0, |before| before.cache_hits)),
         },
         selected: solution.selected.clone(),
         budget_multiplier: solution
@@ -115,6 +131,16 @@ pub fn optimize(
         obs.on_finish(&result);
     }
     Ok(result)
+}
+
+/// The error of a failed model, named by where the problem came from.
+fn model_error(compiled: &Compiled, reason: String) -> Error {
+    Error::Model {
+        model: compiled
+            .source()
+            .map_or_else(|| compiled.name().to_string(), |p| p.display().to_string()),
+        reason,
+    }
 }
 
 /// A warm start must have one finite, non-negative value per variable of the layout.

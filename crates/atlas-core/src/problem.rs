@@ -46,6 +46,9 @@ pub struct Problem {
     /// Business rules beyond bounds and budget.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<Constraint>,
+    /// The response model (`[model]`, `shared/spec/models.md`); absent: the built-in model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<crate::model_spec::ModelSpec>,
 }
 
 /// Whether the budget must be spent in full.

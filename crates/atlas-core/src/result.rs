@@ -26,6 +26,14 @@ pub struct Metrics {
     /// Peak resident memory of the process during the solve, in MiB (0 where the
     /// platform does not report it).
     pub peak_memory_mb: f64,
+    /// How gradients were obtained: `"finite_differences"` for external models that give
+    /// values only, `"exact"` for a service that returns gradients (contract 1.1; absent
+    /// for in-process models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient: Option<String>,
+    /// Evaluations answered by an external model's evaluation cache (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_hits: Option<u64>,
 }
 
 /// The result of a solve (contract section 6).

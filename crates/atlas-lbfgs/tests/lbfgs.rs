@@ -42,6 +42,7 @@ fn identical(channels: usize, beta: f64, k: f64, budget: f64) -> Problem {
             .map(|i| Channel::new(format!("c{i}"), CurveSpec::exponential(beta, k)))
             .collect(),
         constraints: Vec::new(),
+        model: None,
     }
 }
 

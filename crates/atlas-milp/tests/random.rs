@@ -99,6 +99,7 @@ fn problem(s_curves: bool) -> impl Strategy<Value = Problem> {
                 max_active_channels: None,
                 channels,
                 constraints,
+                model: None,
             }
         })
 }

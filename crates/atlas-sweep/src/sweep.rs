@@ -677,6 +677,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Input(_) | Error::Config(_) | Error::UnknownOptimizer { .. } => "input",
         Error::Io { .. } | Error::Write { .. } => "io",
         Error::Solver { .. } | Error::DuplicateOptimizer(_) => "solver",
+        Error::Model { .. } => "model",
     }
 }
 

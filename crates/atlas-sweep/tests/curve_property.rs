@@ -55,6 +55,7 @@ prop_compose! {
             max_active_channels: None,
             channels,
             constraints: Vec::new(),
+            model: None,
         }
     }
 }

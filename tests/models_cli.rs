@@ -1,0 +1,129 @@
+//! `atlas` with external models (`[model]`, shared/spec/models.md): a prediction service
+//! over loopback (the test server of atlas-models), end to end through the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use atlas::atlas_models::test_server::{Behaviour, TestServer};
+use atlas::Compiled;
+use serde_json::Value;
+
+const QUICKSTART_OPTIMUM: f64 = 1_585_364.8228965725;
+
+fn atlas(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args(args)
+        .output()
+        .expect("run atlas");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/problems/quickstart.toml")
+}
+
+/// A server of quickstart's built-in model and a folder with quickstart's rules and that
+/// service as its model.
+fn served(model_lines: &str) -> (TestServer, PathBuf, PathBuf) {
+    let builtin = Compiled::from_path(quickstart()).unwrap();
+    let model = builtin.model().clone();
+    let server = TestServer::start(Arc::new(move |x: &[f64]| model.value(x))).unwrap();
+    let text = std::fs::read_to_string(quickstart()).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("response ="))
+        .collect();
+    let dir = std::env::temp_dir().join(format!(
+        "atlas-models-cli-{}-{}",
+        std::process::id(),
+        server
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .replace("/predict", "")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("http.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[model]\nkind = \"http\"\nurl = \"{}\"\n{model_lines}\n",
+            kept.join("\n"),
+            server.url()
+        ),
+    )
+    .unwrap();
+    (server, path, dir)
+}
+
+#[test]
+fn optimize_through_a_service_reports_finite_differences_and_the_optimum() {
+    let (_server, path, dir) = served("");
+    let output = dir.join("result.json");
+    let (code, _, err) = atlas(&[
+        "optimize",
+        path.to_str().unwrap(),
+        "--quiet",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    let objective = result["objective"].as_f64().unwrap();
+    assert!(
+        (objective - QUICKSTART_OPTIMUM).abs() < 1e-6 * QUICKSTART_OPTIMUM,
+        "{objective}"
+    );
+    assert_eq!(result["metrics"]["gradient"], "finite_differences");
+    assert!(result["metrics"]["cache_hits"].as_u64().is_some());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_hanging_service_exits_1_with_the_error_and_no_result_file() {
+    let (server, path, dir) = served("timeout_s = 0.2\nretries = 1");
+    server.set(Behaviour {
+        hang: true,
+        ..Default::default()
+    });
+    let output = dir.join("result.json");
+    let (code, out, err) = atlas(&[
+        "optimize",
+        path.to_str().unwrap(),
+        "--quiet",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&server.url()) && err.contains("timeout") && err.contains("2 attempts"),
+        "{err}"
+    );
+    assert!(!output.exists());
+    assert!(out.is_empty(), "{out}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_problem_with_curves_and_an_external_model_is_refused_with_exit_2() {
+    let (_server, path, dir) = served("");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "name = \"tv\"",
+        "name = \"tv\"\nresponse = { kind = \"linear\", beta = 1.0 }",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = atlas(&["validate", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("channels[0].response") && err.contains("http"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
