@@ -333,6 +333,7 @@ fn problem() -> impl Strategy<Value = Problem> {
                     max_active_channels: None,
                     channels: [a, b, c].into_iter().take(n).collect(),
                     constraints,
+                    model: None,
                 }
             },
         )

@@ -582,7 +582,7 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
         // nears -1; beyond f64 every response is infinite.
         let last = (periods - 1) as f64;
         let weight = (-last * p.discount.ln_1p()).exp();
-        if !(weight <= crate::limits::MAX_AMOUNT) {
+        if weight.is_nan() || weight > crate::limits::MAX_AMOUNT {
             return Err(InputError::new(
                 "discount",
                 format!(

@@ -241,6 +241,7 @@ mod tests {
                 .map(|i| Channel::new(format!("c{i}"), CurveSpec::log(1.0, 1.0)))
                 .collect(),
             constraints: Vec::new(),
+            model: None,
         }
     }
 
