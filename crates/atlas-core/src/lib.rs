@@ -38,6 +38,7 @@ pub mod feasible;
 pub mod files;
 pub mod functions;
 mod layout;
+pub mod limits;
 pub mod memory;
 pub mod model;
 pub mod model_spec;

@@ -81,9 +81,11 @@ pub fn to_py_err(py: Python<'_>, error: Error) -> PyErr {
             k.set_item("path", path_string(e.file.as_deref()))?;
             k.set_item("reason", &e.reason)
         }),
-        Error::DuplicateOptimizer(_) | Error::Solver { .. } | Error::Model { .. } => {
-            raise(py, "SolverError", message, |_| Ok(()))
-        }
+        // (hard, issue 12: an output that cannot be written is not bad input.)
+        Error::DuplicateOptimizer(_)
+        | Error::Solver { .. }
+        | Error::Model { .. }
+        | Error::Write { .. } => raise(py, "SolverError", message, |_| Ok(())),
     }
 }
 
