@@ -183,7 +183,7 @@ fn extreme() -> impl Strategy<Value = f64> {
         1 => Just(f64::NEG_INFINITY),
         1 => Just(f64::NAN),
         1 => (-30.0f64..30.0).prop_map(|e| 10f64.powf(e)),
-        1 => (0.0f64..2.0),
+        1 => 0.0f64..2.0,
     ]
 }
 
