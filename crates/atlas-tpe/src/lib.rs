@@ -4,9 +4,11 @@ mod config;
 mod math;
 mod parzen;
 mod sampler;
+mod search;
 mod solver;
 
 pub use config::TpeConfig;
+pub use search::TpeSearch;
 pub use solver::Tpe;
 
 /// Registers `tpe` in `registry`.

@@ -19,11 +19,12 @@
 //! `g(x)` is Optuna's.
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::parzen::{default_weight, default_weight_sum, Parzen};
 
 /// What the sampler needs from the configuration.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SamplerSettings {
     pub n_startup_trials: u64,
     pub n_ei_candidates: usize,
@@ -36,7 +37,7 @@ pub(crate) struct SamplerSettings {
 }
 
 /// The TPE sampler's state: finished trials, the ranking of the best, pending points.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Sampler {
     settings: SamplerSettings,
     dims: usize,
@@ -49,6 +50,7 @@ pub(crate) struct Sampler {
     /// Points suggested in the current batch and not yet told, flattened.
     pending: Vec<f64>,
     /// Scratch.
+    #[serde(skip)]
     acc: Vec<f64>,
 }
 
@@ -68,6 +70,11 @@ impl Sampler {
     /// Number of finished trials told so far.
     #[cfg(test)]
     pub(crate) fn finished(&self) -> usize {
+        self.finished
+    }
+
+    /// Number of trials told so far (finished, finite values).
+    pub(crate) fn told(&self) -> usize {
         self.finished
     }
 

@@ -4,13 +4,14 @@
 
 use std::ops::ControlFlow;
 
+use atlas_core::augmented::FEASIBLE;
 use atlas_core::blackbox::CubeMap;
 use atlas_core::{
     BudgetMode, Context, Error, ProjectionWorkspace, Scaled, Solution, Solver, Status,
 };
 
 use crate::config::TpeConfig;
-use crate::sampler::Sampler;
+use crate::search::TpeSearch;
 
 /// The `tpe` optimizer, built from a checked [`TpeConfig`].
 #[derive(Debug, Clone)]
@@ -95,8 +96,9 @@ impl Solver for Tpe {
         let map = FeasibleMap::new(problem);
         let dims = problem.dim();
         let ev = ctx.evaluator();
-        let mut rng = ctx.rng(self.config.seed, 0);
-        let mut sampler = Sampler::new(self.config.sampler_settings(dims), dims);
+        // The in-process driver of the ask/tell search: ask a batch, map it onto the
+        // feasible set, evaluate it, tell it.
+        let mut search = TpeSearch::new(&self.config, dims, ctx.rng(self.config.seed, 0));
         let n_trials = self.config.trials_for(dims);
         let n_jobs = self.config.n_jobs;
         // A pool of exactly n_jobs threads, so that n_jobs is honoured whatever the global
@@ -121,17 +123,16 @@ impl Solver for Tpe {
                 status = s;
                 break;
             }
-            // The batch never overshoots the trial budget or the evaluation limit.
-            let evaluations_left = ctx
-                .evaluation_limit()
-                .saturating_sub(ev.counts().evaluations)
+            // The batch never overshoots the trial budget, and the evaluator grants no more
+            // than the evaluation budget allows.
+            let size = ev
+                .grant((n_jobs as u64).min(n_trials - done) as usize)
                 .max(1);
-            let size = (n_jobs as u64).min(n_trials - done).min(evaluations_left) as usize;
-            // Suggest the whole batch first, in order, from one generator, so that the
+            // Ask for the whole batch first, in order, from one generator, so that the
             // sequence of suggestions does not depend on how the threads run.
             let mut batch: Vec<Trial> = Vec::with_capacity(size);
-            for _ in 0..size {
-                let v = sampler.suggest(&mut rng);
+            let mut failed: Vec<Vec<f64>> = Vec::new();
+            for v in search.ask(size) {
                 let scaled = map.scale(&v);
                 let mut x = vec![0.0; dims];
                 let mut projected =
@@ -143,19 +144,19 @@ impl Solver for Tpe {
                         ev.constraint_work(|| map.cube.map(&scaled, &mut x, &mut workspace));
                 }
                 match projected {
-                    Ok(_) => {
-                        sampler.push_pending(&v);
-                        batch.push(Trial { v, x });
-                    }
+                    Ok(_) => batch.push(Trial { v, x }),
                     Err(e) => {
                         // A failed trial, as in Optuna: it counts toward n_trials and is
                         // not evaluated, reported or told.
                         projection_failure = Some(format!("{e:?}"));
+                        failed.push(v);
                         done += 1;
                     }
                 }
             }
-            sampler.clear_pending();
+            if !failed.is_empty() {
+                search.withdraw(&failed);
+            }
             let phis: Vec<f64> = match &pool {
                 Some(pool) if batch.len() > 1 => {
                     let xs: Vec<Vec<f64>> = batch.iter().map(|t| t.x.clone()).collect();
@@ -163,12 +164,15 @@ impl Solver for Tpe {
                 }
                 _ => batch.iter().map(|t| ev.objective(&t.x)).collect(),
             };
+            let set = problem.feasible_set();
+            let told: Vec<Vec<f64>> = batch.iter().map(|t| t.v.clone()).collect();
+            search.tell(&told, &phis);
             for (trial, phi) in batch.into_iter().zip(phis) {
-                sampler.tell(&trial.v, phi);
                 done += 1;
-                // Every trial is feasible by construction: report it as such.
-                let flow = ctx.iteration(phi, &trial.x, true);
-                if phi.is_finite() && best.as_ref().is_none_or(|(b, _)| phi < *b) {
+                // The trial is a projection onto the feasible set: checked, not assumed.
+                let feasible = ev.constraint_work(|| set.max_violation(&trial.x)) <= FEASIBLE;
+                let flow = ctx.iteration(phi, &trial.x, feasible);
+                if feasible && phi.is_finite() && best.as_ref().is_none_or(|(b, _)| phi < *b) {
                     best = Some((phi, trial.x));
                 }
                 if let ControlFlow::Break(s) = flow {
