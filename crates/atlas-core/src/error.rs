@@ -250,22 +250,6 @@ impl fmt::Display for InfeasibleError {
 
 impl std::error::Error for InfeasibleError {}
 
-#[cfg(test)]
-mod tests {
-    use super::fmt_number;
-
-    #[test]
-    fn numbers_in_messages() {
-        assert_eq!(fmt_number(1_333_333.333_333_3), "1333333");
-        assert_eq!(fmt_number(0.123_456_789), "0.123457");
-        assert_eq!(fmt_number(700.0), "700");
-        assert_eq!(fmt_number(-12.5), "-12.5");
-        assert_eq!(fmt_number(2.5e-7), "2.5e-7");
-        assert_eq!(fmt_number(4.295e20), "4.295e20");
-        assert_eq!(fmt_number(f64::INFINITY), "infinity");
-    }
-}
-
 /// A computed amount for a message: six significant digits, plain between `1e-3` and
 /// `1e15` (`1333333`, `0.123457`, `700`), scientific outside (`2.5e-7`); no trailing
 /// zeros. Values the user wrote are echoed as written instead.
@@ -314,5 +298,21 @@ fn suggestion_suffix(name: &str, available: &[String]) -> String {
     match crate::suggest::nearest(name, available.iter().map(String::as_str)) {
         Some(s) => format!(" (did you mean `{s}`?)"),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_number;
+
+    #[test]
+    fn numbers_in_messages() {
+        assert_eq!(fmt_number(1_333_333.333_333_3), "1333333");
+        assert_eq!(fmt_number(0.123_456_789), "0.123457");
+        assert_eq!(fmt_number(700.0), "700");
+        assert_eq!(fmt_number(-12.5), "-12.5");
+        assert_eq!(fmt_number(2.5e-7), "2.5e-7");
+        assert_eq!(fmt_number(4.295e20), "4.295e20");
+        assert_eq!(fmt_number(f64::INFINITY), "infinity");
     }
 }
