@@ -40,7 +40,8 @@ fn path_string(path: Option<&std::path::Path>) -> Option<String> {
 /// input → `InputError` (`.field`, `.path`, `.reason`), setting or optimizer name →
 /// `ConfigError` (an `InputError`), unsupported feature → `UnsupportedError`
 /// (`.features`, `.alternatives`), infeasible rules → `InfeasibleError` (an `InputError`,
-/// `.rules`), anything else → `SolverError` (a `RuntimeError`).
+/// `.rules`), anything else (a failed optimizer or external model) → `SolverError` (a
+/// `RuntimeError`).
 pub fn to_py_err(py: Python<'_>, error: Error) -> PyErr {
     let message = error.to_string();
     match error {

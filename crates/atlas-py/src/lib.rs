@@ -297,6 +297,10 @@ fn sweep<'py>(
             .settings(settings)
             .warm_start(warm_start)
             .cancel(token.clone());
+        let model_source = source.clone();
+        s = s.compile_with(Arc::new(move |p: &atlas_core::Problem| {
+            atlas::atlas_models::compile(p, model_source.as_deref())
+        }));
         if let Some(p) = source {
             s = s.source(p);
         }
@@ -348,7 +352,7 @@ fn rust_solve_times(
         let mut times = Vec::with_capacity(repeats);
         for _ in 0..repeats {
             let t = Instant::now();
-            let compiled = atlas_core::Compiled::new(&p)?;
+            let compiled = atlas::atlas_models::compile(&p, None)?;
             let r = registry().optimize(&compiled, config.as_ref(), SolveOptions::default())?;
             std::hint::black_box(&r);
             times.push(t.elapsed().as_secs_f64());

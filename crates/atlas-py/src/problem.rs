@@ -56,15 +56,17 @@ impl PyProblem {
         Ok(self.compiled.get_or_init(|| compiled).clone())
     }
 
-    /// Compiles the rules around `model`, or with the built-in model when `None`; errors
-    /// name the file the problem came from.
+    /// Compiles the rules around `model`, or with the model the problem selects (the
+    /// built-in one, an ONNX graph, a prediction service) when `None`; errors name the
+    /// file the problem came from.
     pub(crate) fn compile_with(
         &self,
         model: Option<Arc<dyn atlas_core::Model>>,
     ) -> Result<Compiled, Error> {
         let source = self.source.as_deref();
         let compiled = match model {
-            None => Compiled::new(&self.problem),
+            // The model the problem's `[model]` table selects, as the command line does.
+            None => atlas::atlas_models::compile(&self.problem, source),
             Some(m) => Compiled::with_model(&self.problem, m),
         }
         .map_err(|e| e.in_file(source))?;
