@@ -3,9 +3,12 @@
 //!
 //! The solver is a projected gradient method: step along the gradient, project back onto
 //! the feasible set with the core's exact projection (bounds, budget and every linear
-//! rule), backtrack until the objective improves. Everything a backend needs comes from
-//! the solve context: scaled problem, counted evaluations, projection, iteration reports
-//! (observers, limits, early stopping).
+//! rule), backtrack until the objective improves. It is written as steps
+//! ([`IterativeSolver`]: start, take one step, say when it has converged) and run by the
+//! core's [`Executor`], which owns the loop: the time limit, the evaluation budget,
+//! cancellation, early stopping, observers and the best feasible point are handled there,
+//! so this file has no limit code at all. Everything else a backend needs comes from the
+//! solve context: scaled problem, counted evaluations, projection.
 //!
 //! ```sh
 //! cargo run --release --example custom_solver                       # quickstart, checked
@@ -13,11 +16,13 @@
 //! cargo run --release --example custom_solver -- list
 //! ```
 
-use std::ops::ControlFlow;
 use std::process::ExitCode;
 
 use atlas::feasible::ProjectionWorkspace;
-use atlas::{Capabilities, ConfigError, Context, Error, Solution, Solver, SolverConfig, Status};
+use atlas::{
+    Capabilities, ConfigError, Context, Error, Executor, Iterate, IterativeSolver, Kv, Solution,
+    Solver, SolverConfig, Status, Step, Termination,
+};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the `pgd` optimizer.
@@ -86,7 +91,9 @@ impl SolverConfig for PgdConfig {
     }
 }
 
-struct Pgd(PgdConfig);
+/// The configured `pgd` optimizer: builds a [`PgdRun`] per solve and hands it to the
+/// core's [`Executor`], which owns the loop and every limit.
+pub struct Pgd(pub PgdConfig);
 
 impl Solver for Pgd {
     fn name(&self) -> &str {
@@ -94,45 +101,99 @@ impl Solver for Pgd {
     }
 
     fn solve(&self, ctx: &Context<'_>) -> Result<Solution, Error> {
-        let ev = ctx.evaluator();
-        let mut u = ctx.problem().start().to_vec();
-        let n = u.len();
-        let mut g = vec![0.0; n];
-        let mut phi = ev.objective_gradient(&u, &mut g);
-        let mut step = 1.0 / g.iter().fold(1e-12f64, |m, v| m.max(v.abs())) / n as f64;
-        let mut ws = ProjectionWorkspace::default();
-        let (mut trial, mut z) = (vec![0.0; n], vec![0.0; n]);
-        for _ in 0..self.0.max_iterations {
-            // Backtrack from a growing step until the projected step improves phi.
-            step *= 2.0;
-            let mut improved = None;
-            for _ in 0..60 {
-                for i in 0..n {
-                    z[i] = u[i] - step * g[i];
-                }
-                ev.project(&z, &mut trial, &mut ws)
-                    .map_err(|f| Error::Infeasible(f.into_infeasible()))?;
-                let value = ev.objective(&trial);
-                if value < phi {
-                    improved = Some(value);
-                    break;
-                }
-                step *= 0.5;
-            }
-            let Some(value) = improved else {
-                return Ok(Solution::new(u, Status::Converged));
-            };
-            let change = (phi - value) / phi.abs().max(1.0);
-            u.copy_from_slice(&trial);
-            phi = ev.objective_gradient(&u, &mut g);
-            if let ControlFlow::Break(status) = ctx.iteration(phi, &u, true) {
-                return Ok(Solution::new(u, status));
-            }
-            if change <= self.0.tolerance {
-                return Ok(Solution::new(u, Status::Converged));
-            }
+        let mut run = PgdRun::new(self.0.clone());
+        Executor::new(ctx)
+            .max_iterations(self.0.max_iterations)
+            .solve(&mut run)
+    }
+}
+
+/// One projected-gradient run, as steps: no loop over iterations and no limit code here
+/// (time, evaluations, cancellation, patience and the iteration limit are the executor's).
+pub struct PgdRun {
+    config: PgdConfig,
+    u: Vec<f64>,
+    g: Vec<f64>,
+    phi: f64,
+    step: f64,
+    workspace: ProjectionWorkspace,
+}
+
+impl PgdRun {
+    /// A run with `config`'s tolerance.
+    pub fn new(config: PgdConfig) -> Self {
+        Self {
+            config,
+            u: Vec::new(),
+            g: Vec::new(),
+            phi: f64::NAN,
+            step: 0.0,
+            workspace: ProjectionWorkspace::default(),
         }
-        Ok(Solution::new(u, Status::MaxIterations))
+    }
+
+    fn iterate(&self) -> Iterate {
+        // Every point is a projection onto the whole feasible set: feasible.
+        Iterate {
+            u: self.u.clone(),
+            phi: self.phi,
+            feasible: true,
+        }
+    }
+}
+
+impl IterativeSolver for PgdRun {
+    fn init(&mut self, ctx: &Context<'_>, start: &[f64]) -> Result<Iterate, Error> {
+        let ev = ctx.evaluator();
+        let n = start.len();
+        self.u = start.to_vec();
+        self.g = vec![0.0; n];
+        self.phi = ev.objective_gradient(&self.u, &mut self.g);
+        self.step = 1.0 / self.g.iter().fold(1e-12f64, |m, v| m.max(v.abs())) / n as f64;
+        Ok(self.iterate())
+    }
+
+    fn step(&mut self, ctx: &Context<'_>) -> Result<Step, Error> {
+        let ev = ctx.evaluator();
+        let n = self.u.len();
+        let (mut trial, mut z) = (vec![0.0; n], vec![0.0; n]);
+        // Backtrack from a growing step until the projected step improves phi.
+        self.step *= 2.0;
+        let mut improved = None;
+        let mut trials = 0u64;
+        for _ in 0..60 {
+            trials += 1;
+            for i in 0..n {
+                z[i] = self.u[i] - self.step * self.g[i];
+            }
+            ev.project(&z, &mut trial, &mut self.workspace)
+                .map_err(|f| Error::Infeasible(f.into_infeasible()))?;
+            let value = ev.objective(&trial);
+            if value < self.phi {
+                improved = Some(value);
+                break;
+            }
+            self.step *= 0.5;
+        }
+        let kv = Kv::new().with("step", self.step).with("trials", trials);
+        let Some(value) = improved else {
+            // No step down to 2^-60 of the last one decreases phi: stationary at this
+            // precision.
+            return Ok(Step::done(Termination::Converged).with_kv(kv));
+        };
+        let change = (self.phi - value) / self.phi.abs().max(1.0);
+        self.u.copy_from_slice(&trial);
+        self.phi = ev.objective_gradient(&self.u, &mut self.g);
+        let step = Step::moved(self.iterate()).with_kv(kv);
+        Ok(if change <= self.config.tolerance {
+            step.ending(Termination::Converged)
+        } else {
+            step
+        })
+    }
+
+    fn finish(&mut self, _ctx: &Context<'_>, _status: Status) -> Result<Iterate, Error> {
+        Ok(self.iterate())
     }
 }
 

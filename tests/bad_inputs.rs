@@ -285,3 +285,165 @@ fn a_bad_allocation_file_is_bad_input() {
     );
     assert!(Path::new(&alloc).exists());
 }
+
+/// The corpus of `tests/bad_inputs/`: each file of its manifest through `validate` and
+/// `optimize`: exit status 2 (unless the manifest says otherwise), the expected texts in
+/// the error, no panic, nothing on stdout, no output file, and in well under a second
+/// (sizes are checked before anything is built).
+#[test]
+fn the_corpus_of_bad_files_names_each_field() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_inputs");
+    let manifest = std::fs::read_to_string(corpus.join("manifest.toml")).unwrap();
+    let manifest: serde_json::Value =
+        atlas::problem::parse_document(&manifest, atlas::Format::Toml).unwrap();
+    let cases = manifest["case"].as_array().unwrap();
+    // Every file of the folder is in the manifest, and the other way round.
+    let mut listed: Vec<&str> = cases.iter().map(|c| c["file"].as_str().unwrap()).collect();
+    listed.sort_unstable();
+    let mut present: Vec<String> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "manifest.toml")
+        .collect();
+    present.sort_unstable();
+    assert_eq!(listed, present, "manifest and folder differ");
+    assert!(cases.len() >= 20);
+    let out_dir = common::temp_dir("bad-corpus");
+    for case in cases {
+        let file = case["file"].as_str().unwrap();
+        let path = corpus.join(file);
+        let exit = case.get("exit").and_then(|v| v.as_i64()).unwrap_or(2) as i32;
+        let expect: Vec<&str> = case["expect"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let output = out_dir.join(format!("{file}.result.json"));
+        for args in [
+            vec!["validate", path.to_str().unwrap()],
+            vec![
+                "optimize",
+                path.to_str().unwrap(),
+                "-q",
+                "--output",
+                output.to_str().unwrap(),
+            ],
+        ] {
+            let started = std::time::Instant::now();
+            let out = atlas(&args);
+            let elapsed = started.elapsed();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(exit),
+                "{file} {}: {stderr}",
+                args[0]
+            );
+            assert!(!stderr.contains("panicked"), "{file}: {stderr}");
+            assert!(
+                stderr.contains(file),
+                "{file}: the file is not named: {stderr}"
+            );
+            for text in &expect {
+                assert!(
+                    stderr.contains(text),
+                    "{file} {}: expected `{text}` in: {stderr}",
+                    args[0]
+                );
+            }
+            // Names are never echoed raw: no control character reaches the terminal.
+            assert!(
+                !stderr.chars().any(|c| c.is_control() && c != '\n'),
+                "{file}: a control character in: {stderr:?}"
+            );
+            assert!(out.stdout.is_empty(), "{file}: output on stdout");
+            assert!(!output.exists(), "{file}: an output file was written");
+            assert!(elapsed.as_secs_f64() < 5.0, "{file}: took {elapsed:?}");
+        }
+    }
+}
+
+/// `max_lag` beyond the horizon changes nothing and costs nothing: a lag of 2^32 (or
+/// 10^8) over 4 periods validates and solves at once, with the same plan as the lag
+/// that equals the horizon.
+#[test]
+fn a_lag_beyond_the_periods_costs_nothing() {
+    let dir = common::temp_dir("huge-lag");
+    let problem = |lag: u64| {
+        format!(
+            "name = \"lag\"\nbudget = 1000.0\nperiods = 4\n[[channels]]\nname = \"tv\"\nresponse = {{ kind = \"log\", beta = 500.0, k = 100.0 }}\nadstock = {{ kind = \"geometric\", decay = 0.5, max_lag = {lag} }}\n[[channels]]\nname = \"search\"\nresponse = {{ kind = \"log\", beta = 300.0, k = 50.0 }}\n"
+        )
+    };
+    let mut objectives = Vec::new();
+    for lag in [4u64, 100_000_000, 4_294_967_296, i64::MAX as u64] {
+        let path = dir.join(format!("lag{lag}.toml"));
+        std::fs::write(&path, problem(lag)).unwrap();
+        let started = std::time::Instant::now();
+        let out = atlas(&["optimize", path.to_str().unwrap(), "-q", "--format", "json"]);
+        assert!(started.elapsed().as_secs_f64() < 5.0, "lag {lag}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "lag {lag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        objectives.push(result["objective"].as_f64().unwrap());
+    }
+    // Normalized weights over 2^32 lags differ from those over 4 lags only by
+    // 0.5^4 of the sum; the long lags agree with each other to rounding.
+    assert!((objectives[1] - objectives[2]).abs() <= 1e-9 * objectives[1].abs());
+    assert!((objectives[2] - objectives[3]).abs() <= 1e-9 * objectives[2].abs());
+}
+
+#[test]
+fn time_limits_out_of_range_are_bad_input_with_a_plain_message() {
+    let problem = common::problems_dir().join("quickstart.toml");
+    let p = problem.to_str().unwrap();
+    for (limit, expected) in [
+        ("1e20", "above the limit"),
+        ("-1", "> 0 (got -1)"),
+        ("inf", "finite"),
+        ("NaN", "finite"),
+    ] {
+        let out = atlas(&["optimize", p, "-q", "--time-limit", limit]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{limit}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{limit}: {stderr}");
+        assert!(!stderr.contains("-- -1"), "{limit}: clap's tip: {stderr}");
+        assert!(
+            stderr.contains("--time-limit") && stderr.contains(expected),
+            "{limit}: {stderr}"
+        );
+        // The sweep takes the same check.
+        let out = atlas(&["sweep", p, "--budgets", "1e6", "-q", "--time-limit", limit]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "sweep {limit}: {stderr}");
+        assert!(stderr.contains("--time-limit"), "sweep {limit}: {stderr}");
+    }
+}
+
+#[test]
+fn repeated_channels_in_an_allocation_are_refused() {
+    let dir = common::temp_dir("dup-allocation");
+    let problem = common::problems_dir().join("quickstart.toml");
+    let alloc = dir.join("a.json");
+    std::fs::write(
+        &alloc,
+        r#"{"allocation": {"tv": [300000.0], "digital": [500000.0], "radio": [200000.0], "tv": [1.0]}}"#,
+    )
+    .unwrap();
+    let out = atlas(&[
+        "evaluate",
+        problem.to_str().unwrap(),
+        "--allocation",
+        alloc.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("allocation") && stderr.contains("duplicate key `tv`"),
+        "{stderr}"
+    );
+}

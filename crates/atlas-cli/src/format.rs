@@ -30,6 +30,16 @@ pub(crate) fn fmt_amount(v: f64) -> String {
     }
 }
 
+/// `text` padded with spaces on the right to `width` characters. Unlike `{:<width$}`,
+/// which panics for widths of 65,536 and more, any width is fine.
+pub(crate) fn pad_right(text: &str, width: usize) -> String {
+    let len = text.chars().count();
+    let mut out = String::with_capacity(text.len() + width.saturating_sub(len));
+    out.push_str(text);
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(len)));
+    out
+}
+
 /// A relative quantity in scientific notation.
 pub(crate) fn fmt_ratio(v: f64) -> String {
     format!("{v:.2e}")
@@ -56,5 +66,13 @@ mod tests {
         assert_eq!(fmt_amount(0.0), "0.00");
         assert_eq!(fmt_amount(2.5e-7), "2.5000e-7");
         assert_eq!(fmt_duration(0.0123), "12.30 ms");
+    }
+
+    #[test]
+    fn padding_takes_any_width() {
+        assert_eq!(pad_right("tv", 5), "tv   ");
+        assert_eq!(pad_right("télé", 5), "télé ");
+        assert_eq!(pad_right("search", 3), "search");
+        assert_eq!(pad_right("x", 70_000).len(), 70_000);
     }
 }

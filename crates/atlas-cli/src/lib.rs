@@ -3,13 +3,12 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use atlas_core::{
     Allocation, Compiled, Error, Evaluation, Frequency, InputError, Objective, OptimizationResult,
     Registry, Scaled, SolveOptions, SolverConfig,
 };
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
 mod format;
@@ -19,7 +18,7 @@ mod report;
 mod surrogate;
 mod sweep;
 
-use format::{fmt_amount, fmt_duration, fmt_ratio};
+use format::{fmt_amount, fmt_duration, fmt_ratio, pad_right};
 
 /// Budget allocation across marketing channels and periods.
 #[derive(Debug, Parser)]
@@ -56,8 +55,8 @@ enum Command {
         /// Seed for optimizers that draw random numbers.
         #[arg(long)]
         seed: Option<u64>,
-        /// Stop after this many seconds (status `time_limit`).
-        #[arg(long, value_name = "SECONDS")]
+        /// Stop after this many seconds (status `time_limit`); at most one year.
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
         time_limit: Option<f64>,
         /// Write the result JSON to this file.
         #[arg(long, short = 'o')]
@@ -128,7 +127,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let command = Cli::command().after_help(help_footer(&registry));
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -136,14 +139,43 @@ where
         }
     };
     let mut stdout = std::io::stdout().lock();
-    match run(cli, &registry, &mut stdout) {
+    let outcome =
+        run(cli, &registry, &mut stdout).and_then(|()| stdout.flush().map_err(stdout_error));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of a pipe went away (`atlas list | head -1`): nothing is left to
+        // say to anyone, so end quietly.
+        Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = stdout.flush();
-            eprintln!("error: {e}");
+            // Not `eprintln!`, which panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// What [`stdout_error`] says when the reader of stdout has gone.
+const CLOSED_PIPE: &str = "the reader of the output closed the pipe";
+
+fn is_closed_pipe(e: &Error) -> bool {
+    matches!(e, Error::Write { path, message } if path.as_os_str() == STDOUT && message == CLOSED_PIPE)
+}
+
+const STDOUT: &str = "<stdout>";
+
+/// The end of `atlas --help`: the default optimizer of this build, the exit statuses and
+/// where the file format is documented.
+fn help_footer(registry: &Registry) -> String {
+    format!(
+        "Default optimizer: `{}` (see `atlas list` for all of this build's).\n\
+         Exit status: 0 success; 2 bad input (problem, settings, unknown optimizer, a feature \
+         the optimizer cannot honour, rules proven infeasible, an unreadable file); 1 any other \
+         failure (a plan that breaks the rules without such a proof, an output that cannot be \
+         written, a solver failure).\n\
+         Problem and result files: docs/problem-format.md (limits on sizes in its section 7).",
+        default_optimizer(registry)
+    )
 }
 
 /// Runs a parsed command, writing its output to `out`.
@@ -163,19 +195,15 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             surrogate,
         } => {
             let config = resolve_config(registry, optimizer.as_deref(), config.as_deref(), &set)?;
+            if let Some(path) = &output {
+                check_output(path)?;
+            }
             let mut options = SolveOptions {
                 seed,
                 ..Default::default()
             };
             if let Some(t) = time_limit {
-                if !(t.is_finite() && t > 0.0) {
-                    return Err(InputError::new(
-                        "--time-limit",
-                        format!("must be a number of seconds > 0 (got {t})"),
-                    )
-                    .into());
-                }
-                options.time_limit = Some(Duration::from_secs_f64(t));
+                options.time_limit = Some(atlas_core::limits::check_time_limit("--time-limit", t)?);
             }
             if !quiet {
                 options.observers.push((
@@ -207,9 +235,11 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             };
             if !quiet {
                 if let Some(note) = local_optimum_note(&compiled, config.as_ref(), registry) {
-                    eprintln!("{note}");
+                    let _ = writeln!(std::io::stderr(), "{note}");
                 }
             }
+            // A plan that breaks the rules is no answer: no result file, a non-zero exit.
+            compiled.check_result(&result)?;
             if let Some(path) = &output {
                 write_atomically(path, &to_json(&result)?)?;
             }
@@ -281,10 +311,16 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
     }
 }
 
+/// A failure to write stdout: not the input's fault (exit status 1), and a closed pipe
+/// ends the program quietly.
 pub(crate) fn stdout_error(e: std::io::Error) -> Error {
-    Error::Io {
-        path: PathBuf::from("<stdout>"),
-        message: e.to_string(),
+    Error::Write {
+        path: PathBuf::from(STDOUT),
+        message: if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CLOSED_PIPE.to_string()
+        } else {
+            e.to_string()
+        },
     }
 }
 
@@ -299,11 +335,20 @@ fn to_json(result: &OptimizationResult) -> Result<String, Error> {
     serde_json::to_string_pretty(result).map_err(json_error)
 }
 
-/// The result file, with no partial file left on failure.
+/// The result file, with no partial file left on failure; a symlink, FIFO or device is
+/// written through (see [`atlas_core::files::write_atomically`]).
 pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
-    atlas_core::files::write_atomically(path, &format!("{text}\n")).map_err(|e| Error::Io {
+    atlas_core::files::write_atomically(path, &format!("{text}\n")).map_err(|e| Error::Write {
         path: path.to_path_buf(),
-        message: format!("cannot write: {e}"),
+        message: e.to_string(),
+    })
+}
+
+/// An `--output` that cannot be written, reported before the solve rather than after it.
+pub(crate) fn check_output(path: &Path) -> Result<(), Error> {
+    atlas_core::files::check_writable(path).map_err(|e| Error::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     })
 }
 
@@ -512,14 +557,19 @@ fn write_channel_table(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> s
     let width = layout
         .channels()
         .iter()
-        .map(|c| c.len())
+        .map(|c| c.chars().count())
         .max()
         .unwrap_or(7)
         .max(7);
     writeln!(
         out,
-        "{:<width$}  {:>16}  {:>7}  {:>16}  {:>8}  {:>12}",
-        "channel", "total spend", "share", "response", "avg ROI", "marginal ROI"
+        "{}  {:>16}  {:>7}  {:>16}  {:>8}  {:>12}",
+        pad_right("channel", width),
+        "total spend",
+        "share",
+        "response",
+        "avg ROI",
+        "marginal ROI"
     )?;
     for (c, name) in layout.channels().iter().enumerate() {
         let total = totals[c];
@@ -541,8 +591,8 @@ fn write_channel_table(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> s
         let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
         writeln!(
             out,
-            "{:<width$}  {:>16}  {:>6.1}%  {:>16}  {:>8}  {:>12}",
-            name,
+            "{}  {:>16}  {:>6.1}%  {:>16}  {:>8}  {:>12}",
+            pad_right(name, width),
             fmt_amount(total),
             100.0 * share,
             opt(response, &fmt_amount),
@@ -553,8 +603,8 @@ fn write_channel_table(out: &mut dyn Write, compiled: &Compiled, x: &[f64]) -> s
     let response_total = responses.as_ref().map(|r| r.iter().sum::<f64>());
     writeln!(
         out,
-        "{:<width$}  {:>16}  {:>6.1}%  {:>16}  {:>8}",
-        "total",
+        "{}  {:>16}  {:>6.1}%  {:>16}  {:>8}",
+        pad_right("total", width),
         fmt_amount(spend),
         if spend > 0.0 { 100.0 } else { 0.0 },
         response_total.map_or("-".to_string(), fmt_amount),
@@ -619,20 +669,29 @@ fn print_validation(
     writeln!(out, "{}: ok", path.display())?;
     writeln!(
         out,
-        "  {} channels x {} periods = {} variables; {} linear rows as written, {} after simplification",
-        layout.n_channels(),
-        layout.periods(),
-        layout.len(),
-        compiled.feasible_set().rows().len(),
+        "  {} x {} = {}; {} as written, {} after simplification",
+        plural(layout.n_channels(), "channel"),
+        plural(layout.periods(), "period"),
+        plural(layout.len(), "variable"),
+        plural(compiled.feasible_set().rows().len(), "linear row"),
         scaled.feasible_set().rows().len()
     )?;
     let set = compiled.feasible_set();
+    let mode = match set.budget_mode() {
+        atlas_core::BudgetMode::Exact => "spent in full",
+        atlas_core::BudgetMode::AtMost => "at most",
+    };
+    let objective = match compiled.objective() {
+        Objective::Response => "maximize response".to_string(),
+        Objective::Profit { margin } => format!("maximize profit (margin {})", fmt_amount(margin)),
+        Objective::MinSpend { target } => {
+            format!("minimize spend for a response of {}", fmt_amount(target))
+        }
+    };
     writeln!(
         out,
-        "  budget {} ({:?}), objective {:?}",
+        "  budget {} ({mode}), objective: {objective}",
         fmt_amount(set.budget()),
-        set.budget_mode(),
-        compiled.objective()
     )?;
     let features: Vec<String> = compiled.features().iter().map(|f| f.describe()).collect();
     if !features.is_empty() {
@@ -648,6 +707,15 @@ fn print_validation(
             capable.join(", ")
         }
     )
+}
+
+/// `1 period`, `4 periods`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn print_list(out: &mut dyn Write, registry: &Registry) -> std::io::Result<()> {

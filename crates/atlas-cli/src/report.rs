@@ -75,10 +75,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), Error> {
         }
     };
     if args.output == Path::new("-") {
-        return out.write_all(html.as_bytes()).map_err(|e| Error::Io {
-            path: PathBuf::from("<stdout>"),
-            message: e.to_string(),
-        });
+        return out.write_all(html.as_bytes()).map_err(crate::stdout_error);
     }
     atlas_report::write_file(&args.output, &html)?;
     if !args.quiet {
@@ -88,10 +85,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), Error> {
             args.output.display(),
             html.len().div_ceil(1024)
         )
-        .map_err(|e| Error::Io {
-            path: PathBuf::from("<stdout>"),
-            message: e.to_string(),
-        })?;
+        .map_err(crate::stdout_error)?;
     }
     Ok(())
 }

@@ -53,7 +53,7 @@ pub struct SweepArgs {
     #[arg(long)]
     no_warm_start: bool,
     /// Time limit of each scenario's solve, in seconds.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     time_limit: Option<f64>,
     /// Seed for optimizers that draw random numbers.
     #[arg(long)]
@@ -75,15 +75,11 @@ pub struct SweepArgs {
 
 /// A time limit given in seconds on the command line, checked.
 pub(crate) fn time_limit(seconds: Option<f64>) -> Result<Option<Duration>, Error> {
-    match seconds {
-        None => Ok(None),
-        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(Duration::from_secs_f64(t))),
-        Some(t) => Err(InputError::new(
-            "--time-limit",
-            format!("must be a number of seconds > 0 (got {t})"),
-        )
-        .into()),
-    }
+    // (hard, issue 12: the shared check of atlas-core; 1e20 used to panic here.)
+    seconds
+        .map(|t| atlas_core::limits::check_time_limit("--time-limit", t))
+        .transpose()
+        .map_err(Error::from)
 }
 
 /// Whether a document is a scenario file rather than a problem file.
@@ -99,6 +95,10 @@ pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> 
         return Err(InputError::new("--jobs", "must be >= 1 (got 0)").into());
     }
     let grid = args.budgets.as_deref().map(BudgetGrid::parse).transpose()?;
+    // (hard, issue 12: outputs that cannot be written are reported before the solves.)
+    for path in args.output.iter().chain(&args.plot) {
+        crate::check_output(path)?;
+    }
     let mut sweep = if is_scenario_file(&args.input)? {
         Sweep::from_scenario_file(registry, &args.input)?
     } else {
@@ -169,9 +169,11 @@ pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> 
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         if is_csv {
-            atlas_core::files::write_atomically(path, &result.to_csv()).map_err(|e| Error::Io {
-                path: path.clone(),
-                message: format!("cannot write: {e}"),
+            atlas_core::files::write_atomically(path, &result.to_csv()).map_err(|e| {
+                Error::Write {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
             })?;
         } else {
             result.write_json(path)?;
@@ -184,7 +186,7 @@ pub(crate) fn run(args: SweepArgs, registry: &Registry, out: &mut dyn Write) -> 
                 optimizer: result.optimizer.clone(),
                 reason: format!("cannot draw the sweep: {e}"),
             })?;
-        atlas_report::write_file(plot, &svg).map_err(|e| Error::Io {
+        atlas_report::write_file(plot, &svg).map_err(|e| Error::Write {
             path: plot.clone(),
             message: e.to_string(),
         })?;

@@ -3,6 +3,7 @@
 
 use std::ops::ControlFlow;
 
+use atlas_core::augmented::FEASIBLE;
 use atlas_core::{Context, Error, Solution, Solver, Status};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -183,24 +184,33 @@ impl Search<'_, '_> {
         slots: &mut [Slot],
     ) -> (Vec<f64>, ControlFlow<Status>) {
         let evaluated = self.evaluate(points, slots);
-        let mut generation_best: Option<(f64, &Vec<f64>)> = None;
+        let mut generation_best: Option<(f64, &Vec<f64>, bool)> = None;
+        let set = self.ctx.problem().feasible_set();
+        let ev = self.ctx.evaluator();
         for e in &evaluated {
             if let Some((x, phi)) = &e.point {
-                if phi.is_finite() && generation_best.is_none_or(|(b, _)| *phi < b) {
-                    generation_best = Some((*phi, x));
+                // The map projects onto the feasible set; whether the projection met every
+                // rule is checked here, not assumed (a point it left outside ranks after
+                // every feasible one and never becomes the best).
+                let feasible = ev.constraint_work(|| set.max_violation(x)) <= FEASIBLE;
+                let better = match generation_best {
+                    None => true,
+                    Some((b, _, bf)) => (feasible && !bf) || (feasible == bf && *phi < b),
+                };
+                if phi.is_finite() && better {
+                    generation_best = Some((*phi, x, feasible));
                 }
             }
         }
         let flow = match generation_best {
-            Some((phi, x)) => {
-                if phi < self.run_best.0 {
+            Some((phi, x, feasible)) => {
+                if feasible && phi < self.run_best.0 {
                     self.run_best = (phi, x.clone());
                 }
-                if phi < self.best.phi {
+                if feasible && phi < self.best.phi {
                     self.best = Best { phi, x: x.clone() };
                 }
-                // Every evaluated point is feasible by construction (exact projection).
-                self.ctx.iteration(phi, x, true)
+                self.ctx.iteration(phi, x, feasible)
             }
             None => match self.ctx.should_stop() {
                 Some(s) => ControlFlow::Break(s),
@@ -208,13 +218,6 @@ impl Search<'_, '_> {
             },
         };
         (evaluated.iter().map(|e| e.ranked).collect(), flow)
-    }
-
-    /// Evaluations left under the context's limit.
-    fn remaining(&self) -> u64 {
-        self.ctx
-            .evaluation_limit()
-            .saturating_sub(self.ctx.evaluator().counts().evaluations)
     }
 
     /// One CMA-ES run until the context stops it or its own criteria end it.
@@ -229,9 +232,9 @@ impl Search<'_, '_> {
                 Some(pool) => pool.install(|| cma.ask(rng, normal, true)),
                 None => cma.ask(rng, normal, false),
             };
-            // Never evaluate past the evaluation limit: a last, partial generation is
-            // evaluated (its points may be the best) but not used to update.
-            let take = (self.remaining().min(lambda as u64)) as usize;
+            // The evaluator never grants more than the evaluation budget: a last, partial
+            // generation is evaluated (its points may be the best) but not used to update.
+            let take = self.ctx.evaluator().grant(lambda);
             let (values, flow) = self.evaluate_and_report(&samples.x[..take], &mut slots[..take]);
             if let ControlFlow::Break(s) = flow {
                 return RunEnd::Stopped(s);

@@ -368,17 +368,10 @@ impl Solver for Convex {
                 }
             }
         }
-        if let Some(reason) = failure {
-            if !run.proven() {
-                // An interior point that failed leaves nothing trustworthy unless the
-                // certificate proved the polished point anyway.
-                return Err(Error::Solver {
-                    optimizer: "convex".to_string(),
-                    reason: format!(
-                        "{reason}, and no allocation could be proven optimal (try `lbfgs`)"
-                    ),
-                });
-            }
+        if failure.is_some() && !run.proven() {
+            // The interior point failed and no certificate proved the polished point: a
+            // numerical failure, with the best candidate found (or the start).
+            return Ok(self.finish(run, Some(Status::NumericalError), ctx));
         }
         let exhausted = (rounds >= self.config.max_iterations).then_some(Status::MaxIterations);
         Ok(self.finish(run, stopped.or(limit).or(exhausted), ctx))

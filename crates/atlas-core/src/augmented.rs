@@ -3,15 +3,18 @@
 //! the `min_spend` target), with bounds and budget left to the inner solver, which keeps
 //! every iterate inside them by projection.
 //!
-//! A backend supplies an [`InnerSolver`] that minimizes a smooth function over bounds plus
-//! budget; [`solve`] runs the outer loop (multiplier updates, penalty growth, tolerances)
-//! and finishes with an exact projection onto the linear rows, so the returned point is
-//! feasible for them to rounding.
+//! A backend supplies an [`InnerSolver`] that takes steps on a smooth function over bounds
+//! plus budget; [`AugmentedLagrangianSolver`] wraps it into an
+//! [`IterativeSolver`] (multiplier updates, penalty growth, tolerances between
+//! subproblems) and finishes with an exact projection onto the linear rows, so the
+//! returned point is feasible for them to rounding. The [`Executor`](crate::Executor)
+//! runs it, with every limit.
 
 use std::cell::RefCell;
-use std::ops::ControlFlow;
 
 use crate::context::Context;
+use crate::error::Error;
+use crate::executor::{Iterate, IterativeSolver, Kv, Step, Termination};
 use crate::feasible::{LinearRows, ProjectionWorkspace};
 use crate::scaled::Scaled;
 use crate::solver::Status;
@@ -49,32 +52,84 @@ impl Default for AlmSettings {
 }
 
 /// How an inner solve ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InnerOutcome {
     /// The tolerance was met.
     Converged,
-    /// No further progress is possible at this precision (line search failed); treated as
-    /// converged.
-    Stalled,
+    /// No step decreases the function at this precision (a line search that failed, a
+    /// radius below its tolerance), with the projected gradient where it stalled: near a
+    /// stationary point that is convergence, far from one a numerical failure.
+    Stalled {
+        /// The projected-gradient measure at the stall (scaled units).
+        projected_gradient: f64,
+    },
     /// The inner solver's own iteration limit.
     MaxIterations,
-    /// The context said to stop.
-    Stopped(Status),
 }
 
-/// Minimizes a smooth function over bounds plus budget (the inner problem of the
-/// augmented Lagrangian, or the whole problem when there are no rows).
-pub trait InnerSolver {
-    /// Minimizes `f` from `u` (inside bounds plus budget) until the projected gradient is
-    /// below `tolerance`, leaving the result in `u`. Calls
-    /// [`AugmentedLagrangian::report`] after each accepted step.
-    fn minimize(
-        &mut self,
-        f: &AugmentedLagrangian<'_, '_>,
-        u: &mut [f64],
-        tolerance: f64,
-    ) -> InnerOutcome;
+/// What one inner step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InnerStep {
+    /// Whether the point moved (an accepted step).
+    pub moved: bool,
+    /// Set when the subproblem is finished (after the move, if any).
+    pub done: Option<InnerOutcome>,
 }
+
+impl InnerStep {
+    /// An accepted step.
+    pub const MOVED: InnerStep = InnerStep {
+        moved: true,
+        done: None,
+    };
+    /// A step that only changed the solver's state.
+    pub const UNMOVED: InnerStep = InnerStep {
+        moved: false,
+        done: None,
+    };
+    /// The subproblem ended without a move.
+    pub fn done(outcome: InnerOutcome) -> Self {
+        Self {
+            moved: false,
+            done: Some(outcome),
+        }
+    }
+}
+
+/// Minimizes a smooth function over bounds plus budget, one step at a time (the inner
+/// problem of the augmented Lagrangian, or the whole problem when there are no rows).
+/// No loop and no limits: the [`AugmentedLagrangianSolver`] calls it, the
+/// [`Executor`](crate::Executor) decides when to stop.
+pub trait InnerSolver: Send {
+    /// Starts a subproblem: minimize `f` from `u` (inside bounds plus budget) until the
+    /// projected gradient is below `tolerance`. Called again, with the same point, when
+    /// the multipliers or the penalty change.
+    fn begin(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &[f64], tolerance: f64);
+
+    /// One step on the subproblem, moving `u` when it accepts one.
+    fn step(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &mut [f64]) -> InnerStep;
+
+    /// Diagnostics of the last step, for observers.
+    fn kv(&self) -> Kv {
+        Kv::new()
+    }
+}
+
+/// A stalled inner solve counts as converged when its projected gradient is at most this
+/// multiple of the tolerance asked for, or below [`STALL_STATIONARY`]: it stalled where
+/// rounding, not the method, stops progress.
+const STALL_FACTOR: f64 = 1e3;
+/// See [`STALL_FACTOR`] (scaled units: the objective and budget are of order one).
+const STALL_STATIONARY: f64 = 1e-5;
+
+/// Whether a stall at `projected_gradient` is, in truth, convergence to `tolerance`.
+fn stall_is_stationary(projected_gradient: f64, tolerance: f64) -> bool {
+    projected_gradient <= (STALL_FACTOR * tolerance).max(STALL_STATIONARY)
+}
+
+/// Violations below this (scaled units, well inside the contract's `1e-6`) count as
+/// feasible.
+pub const FEASIBLE: f64 = 1e-9;
 
 struct Cache {
     u: Vec<f64>,
@@ -368,11 +423,15 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
         (linear, nonlinear)
     }
 
-    /// Reports an accepted inner step at `u` to the context (objective, feasibility).
-    pub fn report(&self, u: &[f64]) -> ControlFlow<Status> {
+    /// The iterate at `u`: its objective and whether it meets every rule.
+    pub fn iterate(&self, u: &[f64]) -> Iterate {
         let phi = self.phi(u);
-        let feasible = !self.has_rows() || self.violation(u) <= 1e-9;
-        self.ctx.iteration(phi, u, feasible)
+        let feasible = !self.has_rows() || self.violation(u) <= FEASIBLE;
+        Iterate {
+            u: u.to_vec(),
+            phi,
+            feasible,
+        }
     }
 
     /// Updates the multipliers at `u`; returns the complementarity-aware violation
@@ -416,85 +475,163 @@ impl<'c, 'a> AugmentedLagrangian<'c, 'a> {
     }
 }
 
-/// Result of [`solve`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlmResult {
-    /// Final point (scaled units), projected onto the linear rows.
-    pub u: Vec<f64>,
-    /// How the solve ended.
-    pub status: Status,
-    /// Outer iterations run.
-    pub outer_iterations: usize,
+/// The augmented-Lagrangian method as an [`IterativeSolver`], around any inner solver
+/// of bounds plus budget: each step is one inner step; when a subproblem ends, the
+/// multipliers and the penalty are updated (Birgin–Martínez) and the next subproblem
+/// begins from the same point. Without rows it is the inner solver alone.
+///
+/// [`finish`](IterativeSolver::finish) removes what violation of the linear rows is left
+/// by an exact projection, so the end point meets them to rounding.
+pub struct AugmentedLagrangianSolver<'c, 'a, I> {
+    al: AugmentedLagrangian<'c, 'a>,
+    inner: I,
+    settings: AlmSettings,
+    u: Vec<f64>,
+    tolerance: f64,
+    previous: f64,
+    outer: usize,
 }
 
-/// Runs the augmented-Lagrangian outer loop from `u0` with `inner` solving each
-/// subproblem. Without rows it is a single inner solve.
-pub fn solve(
-    ctx: &Context<'_>,
-    u0: &[f64],
-    settings: &AlmSettings,
-    inner: &mut dyn InnerSolver,
-) -> AlmResult {
-    let mut al = AugmentedLagrangian::new(ctx, settings.initial_penalty);
-    let mut u = u0.to_vec();
-    if !al.has_rows() {
-        let status = match inner.minimize(&al, &mut u, settings.gradient_tolerance) {
-            InnerOutcome::Converged | InnerOutcome::Stalled => Status::Converged,
-            InnerOutcome::MaxIterations => Status::MaxIterations,
-            InnerOutcome::Stopped(s) => s,
-        };
-        return AlmResult {
-            u,
-            status,
-            outer_iterations: 1,
-        };
-    }
-    let mut tolerance = 1e-3f64.max(settings.gradient_tolerance);
-    let mut previous = f64::INFINITY;
-    let mut status = Status::MaxIterations;
-    let mut outer = 0;
-    while outer < settings.max_outer_iterations {
-        outer += 1;
-        let outcome = inner.minimize(&al, &mut u, tolerance);
-        if let InnerOutcome::Stopped(s) = outcome {
-            status = s;
-            break;
+impl<'c, 'a, I: InnerSolver> AugmentedLagrangianSolver<'c, 'a, I> {
+    /// The method over `ctx`'s problem with `inner` solving the subproblems.
+    pub fn new(ctx: &'c Context<'a>, settings: AlmSettings, inner: I) -> Self {
+        Self {
+            al: AugmentedLagrangian::new(ctx, settings.initial_penalty),
+            inner,
+            settings,
+            u: Vec::new(),
+            tolerance: settings.gradient_tolerance,
+            previous: f64::INFINITY,
+            outer: 0,
         }
-        let (linear, nonlinear) = al.violations(&u);
+    }
+
+    /// The inner solver.
+    pub fn inner(&self) -> &I {
+        &self.inner
+    }
+
+    /// Outer iterations (subproblems finished) so far.
+    pub fn outer_iterations(&self) -> usize {
+        self.outer
+    }
+
+    fn kv(&self) -> Kv {
+        let mut kv = Kv::new()
+            .with("outer", self.outer)
+            .with("tolerance", self.tolerance);
+        if self.al.has_rows() {
+            kv.push("penalty", self.al.penalty);
+        }
+        kv.extend(self.inner.kv());
+        kv
+    }
+
+    /// After a subproblem ended with `outcome`: the verdict, or `None` to go on with the
+    /// next subproblem (already begun).
+    fn outer_update(&mut self, outcome: InnerOutcome) -> Option<Termination> {
+        let settings = self.settings;
+        if !self.al.has_rows() {
+            return Some(match outcome {
+                InnerOutcome::Converged => Termination::Converged,
+                InnerOutcome::Stalled { projected_gradient }
+                    if stall_is_stationary(projected_gradient, self.tolerance) =>
+                {
+                    Termination::Converged
+                }
+                InnerOutcome::Stalled { .. } => Termination::NumericalError,
+                InnerOutcome::MaxIterations => Termination::MaxIterations,
+            });
+        }
+        // The inner solver's iteration budget is spent for good: no further subproblem
+        // can move the point.
+        if outcome == InnerOutcome::MaxIterations {
+            return Some(Termination::MaxIterations);
+        }
+        self.outer += 1;
+        let u = &self.u;
+        let (linear, nonlinear) = self.al.violations(u);
         let satisfied =
             linear <= settings.feasibility_tolerance && nonlinear <= settings.nonlinear_tolerance;
-        let measure = al.update_multipliers(&u);
-        let inner_done = tolerance <= settings.gradient_tolerance;
+        let measure = self.al.update_multipliers(u);
+        let inner_done = self.tolerance <= settings.gradient_tolerance;
         if satisfied && measure <= 1e-8 && inner_done {
-            status = Status::Converged;
-            break;
+            return Some(Termination::Converged);
         }
-        if satisfied && inner_done && outcome == InnerOutcome::Stalled {
-            status = Status::Converged;
-            break;
+        if let InnerOutcome::Stalled { projected_gradient } = outcome {
+            if satisfied && inner_done {
+                return Some(if stall_is_stationary(projected_gradient, self.tolerance) {
+                    Termination::Converged
+                } else {
+                    Termination::NumericalError
+                });
+            }
         }
-        if measure > 0.25 * previous {
-            al.penalty = (al.penalty * 10.0).min(settings.max_penalty);
+        if self.outer >= settings.max_outer_iterations {
+            return Some(Termination::MaxIterations);
         }
-        previous = measure;
-        tolerance = (tolerance * 0.1).max(settings.gradient_tolerance);
-        if let Some(s) = ctx.should_stop() {
-            status = s;
-            break;
+        if measure > 0.25 * self.previous {
+            self.al.penalty = (self.al.penalty * 10.0).min(settings.max_penalty);
         }
+        self.previous = measure;
+        self.tolerance = (self.tolerance * 0.1).max(settings.gradient_tolerance);
+        self.inner.begin(&self.al, &self.u, self.tolerance);
+        None
     }
-    // Remove what violation is left of the linear rows by an exact projection, unless it
-    // costs more on the nonlinear rows than it saves on the linear ones.
-    let mut projected = u.clone();
-    let mut ws = ProjectionWorkspace::default();
-    if ctx.evaluator().project(&u, &mut projected, &mut ws).is_ok()
-        && al.violation(&projected) <= al.violation(&u).max(10.0 * settings.feasibility_tolerance)
-    {
-        u = projected;
+}
+
+impl<I: InnerSolver> IterativeSolver for AugmentedLagrangianSolver<'_, '_, I> {
+    fn init(&mut self, _ctx: &Context<'_>, start: &[f64]) -> Result<Iterate, Error> {
+        self.u = start.to_vec();
+        self.outer = 0;
+        self.previous = f64::INFINITY;
+        self.al.penalty = self.settings.initial_penalty;
+        self.al.row_multipliers.iter_mut().for_each(|m| *m = 0.0);
+        self.al
+            .nonlinear_multipliers
+            .iter_mut()
+            .for_each(|m| *m = 0.0);
+        self.tolerance = if self.al.has_rows() {
+            1e-3f64.max(self.settings.gradient_tolerance)
+        } else {
+            self.settings.gradient_tolerance
+        };
+        self.inner.begin(&self.al, &self.u, self.tolerance);
+        Ok(self.al.iterate(&self.u))
     }
-    AlmResult {
-        u,
-        status,
-        outer_iterations: outer,
+
+    fn step(&mut self, _ctx: &Context<'_>) -> Result<Step, Error> {
+        let inner = self.inner.step(&self.al, &mut self.u);
+        let termination = inner.done.and_then(|outcome| self.outer_update(outcome));
+        let mut step = if inner.moved {
+            Step::moved(self.al.iterate(&self.u))
+        } else {
+            Step::unmoved()
+        };
+        step.kv = self.kv();
+        step.termination = termination;
+        Ok(step)
+    }
+
+    fn finish(&mut self, ctx: &Context<'_>, _status: Status) -> Result<Iterate, Error> {
+        if self.al.has_rows() {
+            // Remove what violation is left of the linear rows by an exact projection,
+            // unless it costs more on the nonlinear rows than it saves on the linear ones.
+            let mut projected = self.u.clone();
+            let mut ws = ProjectionWorkspace::default();
+            if ctx
+                .evaluator()
+                .project(&self.u, &mut projected, &mut ws)
+                .is_ok()
+                && self.al.violation(&projected)
+                    <= self
+                        .al
+                        .violation(&self.u)
+                        .max(10.0 * self.settings.feasibility_tolerance)
+            {
+                self.u = projected;
+            }
+        }
+        Ok(self.al.iterate(&self.u))
     }
 }

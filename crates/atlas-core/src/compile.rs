@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::curve::Curve;
-use crate::error::{Error, InfeasibleError, InputError};
+use crate::error::{fmt_number, Error, InfeasibleError, InputError};
 use crate::feasible::{FeasibleSet, RowOrigin, Violation};
 use crate::layout::Layout;
 use crate::model::{Adstock, ChannelResponse, Derivatives, Mmm, Model};
@@ -13,6 +13,8 @@ use crate::problem::{
     BudgetMode, Channel, Constraint, ConstraintKind, CurveKind, CurveSpec, ObjectiveKind, Op,
     Problem,
 };
+use crate::result::OptimizationResult;
+use crate::solver::Status;
 
 /// The objective, checked.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -399,6 +401,62 @@ impl Compiled {
     pub fn feasibility_tolerance(&self) -> f64 {
         1e-6 * self.budget().max(1.0)
     }
+
+    /// Whether `result` is an answer: a plan that meets the rules (to the tolerance), or
+    /// else an error that names the violated rules. A plan beyond the tolerance is never a
+    /// success: status `infeasible` (proven by the optimizer) gives
+    /// [`Error::Infeasible`] (exit status 2); any other status (a limit reached, a
+    /// method that stalled before the rules were met) gives [`Error::Solver`] (exit 1).
+    pub fn check_result(&self, result: &OptimizationResult) -> Result<(), Error> {
+        let tolerance = self.feasibility_tolerance();
+        let proven = match result.status {
+            Status::Infeasible => true,
+            Status::Optimal
+            | Status::Converged
+            | Status::MaxIterations
+            | Status::MaxEvaluations
+            | Status::TimeLimit
+            | Status::StoppedEarly
+            | Status::Cancelled
+            | Status::NumericalError => false,
+        };
+        let x = result.flat_allocation(self)?;
+        let violation = self.max_violation(&x).max(result.max_violation);
+        if !proven && violation <= tolerance {
+            return Ok(());
+        }
+        let mut violations = self.violations(&x, tolerance);
+        violations.sort_by(|a, b| b.amount.total_cmp(&a.amount));
+        let mut rules: Vec<String> = violations
+            .iter()
+            .take(10)
+            .map(|v| format!("{} (by {})", v.what, fmt_number(v.amount)))
+            .collect();
+        if violations.len() > 10 {
+            rules.push(format!("and {} more", violations.len() - 10));
+        }
+        if proven {
+            return Err(InfeasibleError {
+                file: self.source.clone(),
+                constraints: rules,
+                reason: format!(
+                    "optimizer `{}` proved that no allocation meets the rules",
+                    result.optimizer
+                ),
+            }
+            .into());
+        }
+        Err(Error::Solver {
+            optimizer: result.optimizer.clone(),
+            reason: format!(
+                "stopped ({}) at a plan that violates the rules by up to {} (tolerance {}), so it is no answer; rules violated: {}. Try more iterations (`--set max_iterations=...`), another optimizer (`atlas validate` lists them), or check the rules",
+                result.status,
+                fmt_number(violation),
+                fmt_number(tolerance),
+                rules.join("; ")
+            ),
+        })
+    }
 }
 
 // ---- checking -----------------------------------------------------------------------
@@ -441,7 +499,24 @@ fn fmt_amount(v: f64) -> String {
     }
 }
 
+/// Names are printed in tables and messages: a control character (an escape sequence, a
+/// newline) would redraw the terminal or forge a table row, so none is accepted.
+fn check_name(field: &str, name: &str) -> Check<()> {
+    match name.chars().position(char::is_control) {
+        Some(at) => err(
+            field,
+            format!(
+                "control character {:?} at character {at}: names must be printable text",
+                name.chars().nth(at).unwrap_or_default()
+            ),
+        ),
+        None => Ok(()),
+    }
+}
+
 fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Error> {
+    // Sizes first: nothing below allocates more than these limits allow.
+    crate::limits::check_sizes(p)?;
     // (models) An external `[model]` is turned into a model by a loader
     // (`model_spec::compile_with_loader`); compiling it as the built-in one would ignore it.
     if let (None, Some(spec)) = (&custom, p.model.as_ref().filter(|s| s.is_external())) {
@@ -459,6 +534,17 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
     }
     let periods = p.periods;
     let budget = positive("budget", p.budget)?;
+    if !(crate::limits::MIN_BUDGET..=crate::limits::MAX_AMOUNT).contains(&budget) {
+        return Err(InputError::new(
+            "budget",
+            format!(
+                "must be between {:e} and {:e} (got {budget}): beyond, the solvers' sums and squares of amounts leave the range f64 computes in (see docs/problem-format.md, section 7)",
+                crate::limits::MIN_BUDGET,
+                crate::limits::MAX_AMOUNT
+            ),
+        )
+        .into());
+    }
     let objective = match p.objective {
         ObjectiveKind::Response => Objective::Response,
         ObjectiveKind::Profit => Objective::Profit {
@@ -491,6 +577,24 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
             InputError::new("discount", format!("must be > -1 (got {})", p.discount)).into(),
         );
     }
+    if p.discount < 0.0 && periods > 1 {
+        // The weight of the last period, 1 / (1 + r)^(T - 1), grows without bound as r
+        // nears -1; beyond f64 every response is infinite.
+        let last = (periods - 1) as f64;
+        let weight = (-last * p.discount.ln_1p()).exp();
+        if weight.is_nan() || weight > crate::limits::MAX_AMOUNT {
+            return Err(InputError::new(
+                "discount",
+                format!(
+                    "the period weight 1 / (1 + discount)^t reaches {} at period {}, beyond the limit of {:e} (see docs/problem-format.md, section 7)",
+                    fmt_number(weight),
+                    periods - 1,
+                    crate::limits::MAX_AMOUNT
+                ),
+            )
+            .into());
+        }
+    }
     if p.channels.is_empty() {
         return Err(InputError::new("channels", "at least one channel is required").into());
     }
@@ -501,14 +605,19 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
     }
 
     // Channels.
+    check_name("name", &p.name)?;
     let names: Vec<String> = p.channels.iter().map(|c| c.name.clone()).collect();
+    let mut seen: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(names.len());
     for (i, c) in p.channels.iter().enumerate() {
+        let field = format!("channels[{i}].name");
         if c.name.trim().is_empty() {
-            return Err(InputError::new(format!("channels[{i}].name"), "must not be empty").into());
+            return Err(InputError::new(field, "must not be empty").into());
         }
-        if let Some(j) = names[..i].iter().position(|n| *n == c.name) {
+        check_name(&field, &c.name)?;
+        if let Some(j) = seen.insert(c.name.as_str(), i) {
             return Err(InputError::new(
-                format!("channels[{i}].name"),
+                field,
                 format!("duplicate channel name `{}` (also channels[{j}])", c.name),
             )
             .into());
@@ -591,10 +700,10 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
             })?;
             responses.push(ChannelResponse {
                 curve: check_curve(&f("response"), spec)?,
-                adstock: check_adstock(&f("adstock"), c)?,
+                adstock: check_adstock(&f("adstock"), c, periods)?,
             });
         } else {
-            check_adstock(&f("adstock"), c)?;
+            check_adstock(&f("adstock"), c, periods)?;
         }
         integer.spend_unit.push(
             c.spend_unit
@@ -673,7 +782,7 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
 
     let mut min_roi = Vec::new();
     for (k, con) in p.constraints.iter().enumerate() {
-        add_constraint(k, con, &layout, &mut feasible, &mut min_roi)?;
+        add_constraint(k, con, (&layout, &seen), &mut feasible, &mut min_roi)?;
     }
 
     let (model, mmm): (Arc<dyn Model>, Option<Arc<Mmm>>) = match custom {
@@ -698,6 +807,24 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
         }
     };
 
+    if let Some(mmm) = &mmm {
+        check_curves_computable(mmm, &channel_max, budget, p.margin)?;
+    }
+    let tolerance = 1e-6 * budget.max(1.0);
+    if p.budget_mode == BudgetMode::Exact && p.objective != ObjectiveKind::MinSpend {
+        check_units_reach_budget(&integer, budget, tolerance)?;
+    }
+    if let Some(mmm) = &mmm {
+        let reach = Reach {
+            budget,
+            exact: p.budget_mode == BudgetMode::Exact && p.objective != ObjectiveKind::MinSpend,
+            channel_max: &channel_max,
+            sum_min,
+            tolerance,
+        };
+        check_response_reachable(mmm, objective, &min_roi, &reach)?;
+    }
+
     Ok(Compiled {
         name: p.name.clone(),
         source: None,
@@ -709,6 +836,162 @@ fn compile(p: &Problem, custom: Option<Arc<dyn Model>>) -> Result<Compiled, Erro
         min_roi,
         integer,
     })
+}
+
+/// Every curve's value and slopes must stay finite between zero and the channel's largest
+/// spend, with the margin and discount applied: parameters that overflow f64 there (a
+/// `linear` beta of 1e300 at a budget of 1e10, a `log` k of 1e-300) make every objective
+/// infinite or NaN, so they are refused by name before any solver sees them.
+fn check_curves_computable(mmm: &Mmm, channel_max: &[f64], budget: f64, margin: f64) -> Check<()> {
+    let discount = mmm.discount_weights();
+    let weight = discount.iter().copied().fold(0.0, f64::max) * discount.len() as f64;
+    let scale = weight * margin.abs().max(1.0);
+    for (c, ch) in mmm.channels().iter().enumerate() {
+        let cap = channel_max[c].min(budget);
+        for a in [0.0, cap] {
+            let (v, d1, d2) = ch.curve.value_and_derivatives(a);
+            let computable = [v * scale, d1 * scale, d2 * scale]
+                .iter()
+                .all(|x| x.is_finite() && x.abs() <= 1e300);
+            if !computable {
+                return err(
+                    format!("channels[{c}].response"),
+                    format!(
+                        "at a spend of {} the curve's value or slope ({}, {}) is beyond f64's range: its parameters do not fit the budget's scale (see docs/problem-format.md, section 7)",
+                        fmt_number(a),
+                        fmt_number(v * scale),
+                        fmt_number(d1 * scale)
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With every channel bought in whole units and the budget to be spent exactly, a budget
+/// below the smallest unit can only be met by spending nothing: proven infeasible.
+fn check_units_reach_budget(
+    integer: &IntegerRules,
+    budget: f64,
+    tolerance: f64,
+) -> Result<(), InfeasibleError> {
+    let units: Option<Vec<f64>> = integer.spend_unit.iter().copied().collect();
+    let Some(units) = units else {
+        return Ok(());
+    };
+    let (c, smallest) =
+        units
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f64::INFINITY),
+                |best, (c, u)| if u < best.1 { (c, u) } else { best },
+            );
+    if smallest - budget > tolerance {
+        return Err(InfeasibleError {
+            file: None,
+            constraints: vec![
+                format!("channels[{c}].spend_unit ({})", fmt_number(smallest)),
+                "budget_mode = \"exact\"".to_string(),
+            ],
+            reason: format!(
+                "every channel spends in whole units, the smallest {}, above the budget {} that must be spent in full",
+                fmt_number(smallest),
+                fmt_number(budget)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What bounds the spend, for [`check_response_reachable`].
+struct Reach<'a> {
+    budget: f64,
+    /// Whether the whole budget must be spent.
+    exact: bool,
+    /// Each channel's largest total.
+    channel_max: &'a [f64],
+    /// The sum of the channels' smallest totals.
+    sum_min: f64,
+    tolerance: f64,
+}
+
+/// Response targets (`min_spend`) and `min_roi` rules that no allocation can meet, proven
+/// by two bounds on the built-in model: every adstocked spend of a channel is at most the
+/// channel's largest total (each adstock weight is at most 1), so
+/// `R <= sum_c f_c(cap_c) * sum_t d_t`; and no curve earns more per unit than its
+/// largest average return, so `R <= rho * S` with `rho = max_c rho_c * sum(w_c) * max_t d_t`.
+/// These are cheap and sound; rules they cannot decide are left to the optimizers.
+fn check_response_reachable(
+    mmm: &Mmm,
+    objective: Objective,
+    min_roi: &[MinRoi],
+    reach: &Reach<'_>,
+) -> Result<(), InfeasibleError> {
+    let discount = mmm.discount_weights();
+    let discount_sum: f64 = discount.iter().sum();
+    let discount_max = discount.iter().copied().fold(0.0, f64::max);
+    let mut response_cap = 0.0;
+    let mut rho = 0.0f64;
+    for (c, ch) in mmm.channels().iter().enumerate() {
+        let cap = reach.channel_max[c].min(reach.budget);
+        response_cap += ch.curve.value(cap) * discount_sum;
+        let weights: f64 = ch.adstock.weights().iter().sum();
+        rho = rho.max(ch.curve.max_average_return() * weights * discount_max);
+    }
+    let tolerance = reach.tolerance;
+    let mut least_spend = if reach.exact {
+        reach.budget
+    } else {
+        reach.sum_min
+    };
+    if let Objective::MinSpend { target } = objective {
+        if target - response_cap > tolerance {
+            return Err(InfeasibleError {
+                file: None,
+                constraints: vec![format!("target_response ({})", fmt_number(target))],
+                reason: format!(
+                    "no allocation within the bounds and budget reaches a response above {} (every channel at its largest spend), below target_response {}",
+                    fmt_number(response_cap),
+                    fmt_number(target)
+                ),
+            });
+        }
+        // R <= rho S: reaching the target takes at least target / rho.
+        if rho > 0.0 {
+            least_spend = least_spend.max(target / rho);
+        }
+    }
+    for rule in min_roi {
+        let v = rule.value;
+        // violation = v S - R >= max((v - rho) S, v S - response_cap), least at S = least_spend.
+        let shortfall = ((v - rho) * least_spend).max(v * least_spend - response_cap);
+        if least_spend > 0.0 && shortfall > tolerance {
+            let why = if (v - rho) * least_spend >= v * least_spend - response_cap {
+                format!(
+                    "no channel returns more than {} per unit of spend on average",
+                    fmt_number(rho)
+                )
+            } else {
+                format!(
+                    "the response cannot exceed {} (every channel at its largest spend)",
+                    fmt_number(response_cap)
+                )
+            };
+            return Err(InfeasibleError {
+                file: None,
+                constraints: vec![rule.origin.label()],
+                reason: format!(
+                    "{why}, and at least {} must be spent, so the return stays below {} per unit",
+                    fmt_number(least_spend),
+                    fmt_number(v)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_curve(field: &str, spec: &CurveSpec) -> Check<Curve> {
@@ -772,7 +1055,7 @@ fn check_curve(field: &str, spec: &CurveSpec) -> Check<Curve> {
     })
 }
 
-fn check_adstock(field: &str, channel: &Channel) -> Check<Adstock> {
+fn check_adstock(field: &str, channel: &Channel, periods: usize) -> Check<Adstock> {
     let Some(a) = &channel.adstock else {
         return Ok(Adstock::identity());
     };
@@ -786,14 +1069,22 @@ fn check_adstock(field: &str, channel: &Channel) -> Check<Adstock> {
     if a.max_lag == 0 {
         return err(format!("{field}.max_lag"), "must be >= 1 (got 0)");
     }
-    Ok(Adstock::geometric(decay, a.max_lag, a.normalize))
+    Ok(Adstock::geometric_within(
+        decay,
+        a.max_lag,
+        a.normalize,
+        periods,
+    ))
 }
 
 /// Checks a channel list: non-empty, known names, no repeats; returns channel indices.
+/// Channel names by index, for lookups in constant time.
+type ChannelIndex<'a> = std::collections::HashMap<&'a str, usize>;
+
 fn check_group(
     field: &str,
     group: &Option<Vec<String>>,
-    layout: &Layout,
+    (layout, index): (&Layout, &ChannelIndex<'_>),
     required: bool,
 ) -> Check<Option<Vec<usize>>> {
     let Some(group) = group else {
@@ -807,20 +1098,22 @@ fn check_group(
         return err(field, "empty group: list at least one channel");
     }
     let mut out = Vec::with_capacity(group.len());
+    let mut listed = vec![false; layout.n_channels()];
     for (i, name) in group.iter().enumerate() {
-        let Some(c) = layout.channel_index(name) else {
+        let Some(&c) = index.get(name.as_str()) else {
             let hint = crate::suggest::nearest(name, layout.channels().iter().map(String::as_str))
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             return err(
                 format!("{field}[{i}]"),
                 format!(
-                    "unknown channel `{name}`{hint}; channels: {}",
+                    "unknown channel `{}`{hint}; channels: {}",
+                    name.escape_debug(),
                     layout.channels().join(", ")
                 ),
             );
         };
-        if out.contains(&c) {
+        if std::mem::replace(&mut listed[c], true) {
             return err(
                 format!("{field}[{i}]"),
                 format!("channel `{name}` is listed twice"),
@@ -841,7 +1134,8 @@ fn check_periods(field: &str, periods: &Option<Vec<usize>>, t_max: usize) -> Che
                     "empty list: give at least one period, or omit the field for all periods",
                 );
             }
-            let mut seen = Vec::with_capacity(list.len());
+            let mut seen = Vec::with_capacity(list.len().min(t_max));
+            let mut listed = vec![false; t_max];
             for (i, &t) in list.iter().enumerate() {
                 if t >= t_max {
                     return err(
@@ -852,7 +1146,7 @@ fn check_periods(field: &str, periods: &Option<Vec<usize>>, t_max: usize) -> Che
                         ),
                     );
                 }
-                if seen.contains(&t) {
+                if std::mem::replace(&mut listed[t], true) {
                     return err(
                         format!("{field}[{i}]"),
                         format!("period {t} is listed twice"),
@@ -956,7 +1250,7 @@ fn periods_note(periods: &Option<Vec<usize>>) -> String {
 fn add_constraint(
     k: usize,
     con: &Constraint,
-    layout: &Layout,
+    (layout, index): (&Layout, &ChannelIndex<'_>),
     feasible: &mut FeasibleSet,
     min_roi: &mut Vec<MinRoi>,
 ) -> Check<()> {
@@ -981,8 +1275,13 @@ fn add_constraint(
     };
     match con.kind {
         ConstraintKind::Share => {
-            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
-                .unwrap_or_default();
+            let group = check_group(
+                &format!("{field}.channels"),
+                &con.channels,
+                (layout, index),
+                true,
+            )?
+            .unwrap_or_default();
             let periods = check_periods(&format!("{field}.periods"), &con.periods, t_max)?;
             let (min, max) = optional_limits(&field, con)?;
             for (name, v) in [("min", min), ("max", max)] {
@@ -1012,10 +1311,15 @@ fn add_constraint(
             );
         }
         ConstraintKind::Ratio => {
-            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
+            let group = check_group(
+                &format!("{field}.channels"),
+                &con.channels,
+                (layout, index),
+                true,
+            )?
+            .unwrap_or_default();
+            let over = check_group(&format!("{field}.over"), &con.over, (layout, index), true)?
                 .unwrap_or_default();
-            let over =
-                check_group(&format!("{field}.over"), &con.over, layout, true)?.unwrap_or_default();
             let periods = check_periods(&format!("{field}.periods"), &con.periods, t_max)?;
             let (min, max) = optional_limits(&field, con)?;
             for (name, v) in [("min", min), ("max", max)] {
@@ -1045,8 +1349,13 @@ fn add_constraint(
             );
         }
         ConstraintKind::Spend => {
-            let group = check_group(&format!("{field}.channels"), &con.channels, layout, true)?
-                .unwrap_or_default();
+            let group = check_group(
+                &format!("{field}.channels"),
+                &con.channels,
+                (layout, index),
+                true,
+            )?
+            .unwrap_or_default();
             let periods = check_periods(&format!("{field}.periods"), &con.periods, t_max)?;
             let (min, max) = optional_limits(&field, con)?;
             for (name, v) in [("min", min), ("max", max)] {
@@ -1086,8 +1395,13 @@ fn add_constraint(
             );
         }
         ConstraintKind::MaxChange => {
-            let group = check_group(&format!("{field}.channels"), &con.channels, layout, false)?
-                .unwrap_or_else(|| (0..layout.n_channels()).collect());
+            let group = check_group(
+                &format!("{field}.channels"),
+                &con.channels,
+                (layout, index),
+                false,
+            )?
+            .unwrap_or_else(|| (0..layout.n_channels()).collect());
             let rate = match con.max_rate {
                 Some(r) => nonnegative(&format!("{field}.max_rate"), r)?,
                 None => {
@@ -1144,7 +1458,7 @@ fn add_constraint(
                 let c = check_group(
                     &format!("{tf}.channel"),
                     &Some(vec![term.channel.clone()]),
-                    layout,
+                    (layout, index),
                     true,
                 )
                 .map_err(|mut e| {

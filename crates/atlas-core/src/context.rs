@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::cancel::CancelToken;
 use crate::compile::Compiled;
+use crate::executor::Kv;
 use crate::feasible::{BoxProjection, ProjectionFailure, ProjectionWorkspace};
 use crate::observer::{Frequency, IterationEvent, Observer, StartEvent};
 use crate::scaled::Scaled;
@@ -86,12 +87,15 @@ pub struct Evaluator<'a> {
     hessian_products: AtomicU64,
     model_nanos: AtomicU64,
     constraint_nanos: AtomicU64,
+    /// The evaluation budget (`u64::MAX`: none); batches are cut to what is left of it.
+    limit: AtomicU64,
 }
 
 impl<'a> Evaluator<'a> {
-    fn new(problem: &'a Scaled) -> Self {
+    fn new(problem: &'a Scaled, limit: u64) -> Self {
         Self {
             problem,
+            limit: AtomicU64::new(limit),
             evaluations: AtomicU64::new(0),
             gradients: AtomicU64::new(0),
             hessian_products: AtomicU64::new(0),
@@ -189,6 +193,33 @@ impl<'a> Evaluator<'a> {
         c.value(model, u.iter().sum())
     }
 
+    /// The evaluation budget in force (`u64::MAX`: none).
+    pub fn evaluation_limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Evaluations left under the budget (`u64::MAX` less those made when there is none).
+    pub fn evaluations_left(&self) -> u64 {
+        self.evaluation_limit()
+            .saturating_sub(self.evaluations.load(Ordering::Relaxed))
+    }
+
+    /// How many of a batch of `wanted` evaluations the budget still allows (at most
+    /// `wanted`, possibly 0). The evaluator enforces the budget here, so a population
+    /// method never overshoots it by more than the single evaluations it makes between
+    /// batches.
+    pub fn grant(&self, wanted: usize) -> usize {
+        self.evaluations_left().min(wanted as u64) as usize
+    }
+
+    /// `phi` at the first [`grant`](Evaluator::grant)`(us.len())` points of `us`, in
+    /// parallel: a batch asking for `n` values may get fewer when the evaluation budget
+    /// is nearly spent (none when it is spent).
+    pub fn objectives_within_budget(&self, us: &[Vec<f64>]) -> Vec<f64> {
+        let granted = self.grant(us.len());
+        self.objectives(&us[..granted])
+    }
+
     /// `phi` at many points, in parallel.
     pub fn objectives(&self, us: &[Vec<f64>]) -> Vec<f64> {
         let c = self.problem.objective();
@@ -275,7 +306,6 @@ pub struct Context<'a> {
     evaluator: Evaluator<'a>,
     started: Instant,
     time_limit: Option<Duration>,
-    max_evaluations: AtomicU64,
     seed: u64,
     patience: Option<u64>,
     min_delta: f64,
@@ -302,10 +332,9 @@ impl<'a> Context<'a> {
         let start = warm.unwrap_or_else(|| scaled.start().to_vec());
         Self {
             compiled,
-            evaluator: Evaluator::new(scaled),
+            evaluator: Evaluator::new(scaled, options.max_evaluations.unwrap_or(u64::MAX)),
             started: Instant::now(),
             time_limit: options.time_limit,
-            max_evaluations: AtomicU64::new(options.max_evaluations.unwrap_or(u64::MAX)),
             seed: options.seed.unwrap_or(0),
             patience: options.patience,
             min_delta: options.min_delta,
@@ -368,12 +397,12 @@ impl<'a> Context<'a> {
 
     /// Tightens the evaluation limit (a backend's own `max_evaluations`).
     pub fn limit_evaluations(&self, limit: u64) {
-        self.max_evaluations.fetch_min(limit, Ordering::Relaxed);
+        self.evaluator.limit.fetch_min(limit, Ordering::Relaxed);
     }
 
     /// The evaluation limit in force (`u64::MAX`: none).
     pub fn evaluation_limit(&self) -> u64 {
-        self.max_evaluations.load(Ordering::Relaxed)
+        self.evaluator.evaluation_limit()
     }
 
     /// Time since the solve started.
@@ -403,7 +432,7 @@ impl<'a> Context<'a> {
             Some(Status::Cancelled)
         } else if self.time_limit.is_some_and(|l| self.elapsed() >= l) {
             Some(Status::TimeLimit)
-        } else if self.evaluator.evaluations.load(Ordering::Relaxed) >= self.evaluation_limit() {
+        } else if self.evaluator.evaluations_left() == 0 {
             Some(Status::MaxEvaluations)
         } else {
             None
@@ -419,6 +448,17 @@ impl<'a> Context<'a> {
     /// counts toward early stopping). Observers are notified. Returns `Break(status)` when
     /// the solver must stop.
     pub fn iteration(&self, phi: f64, u: &[f64], feasible: bool) -> ControlFlow<Status> {
+        self.iteration_with(phi, u, feasible, &Kv::new())
+    }
+
+    /// [`iteration`](Context::iteration) with the solver's diagnostics for observers.
+    pub fn iteration_with(
+        &self,
+        phi: f64,
+        u: &[f64],
+        feasible: bool,
+        diagnostics: &Kv,
+    ) -> ControlFlow<Status> {
         let problem = self.problem();
         let evaluations = self.evaluator.evaluations.load(Ordering::Relaxed);
         let elapsed = self.elapsed();
@@ -448,20 +488,23 @@ impl<'a> Context<'a> {
                 }
             }
         }
-        let event = IterationEvent {
-            iteration: p.iterations,
-            objective: problem.objective_from_phi(phi),
-            best_objective: p.best.as_ref().map(|(b, _)| problem.objective_from_phi(*b)),
-            feasible,
-            evaluations,
-            elapsed,
-        };
-        for (freq, obs) in p.observers.iter_mut() {
-            if freq.fires(p.iterations, improved) {
-                obs.on_iteration(&event);
-            }
-            if improved {
-                obs.on_improvement(&event);
+        if !p.observers.is_empty() {
+            let event = IterationEvent {
+                iteration: p.iterations,
+                objective: problem.objective_from_phi(phi),
+                best_objective: p.best.as_ref().map(|(b, _)| problem.objective_from_phi(*b)),
+                feasible,
+                evaluations,
+                elapsed,
+                diagnostics: diagnostics.clone(),
+            };
+            for (freq, obs) in p.observers.iter_mut() {
+                if freq.fires(p.iterations, improved) {
+                    obs.on_iteration(&event);
+                }
+                if improved {
+                    obs.on_improvement(&event);
+                }
             }
         }
         if let Some(patience) = self.patience {
@@ -473,6 +516,19 @@ impl<'a> Context<'a> {
         match self.should_stop() {
             Some(s) => ControlFlow::Break(s),
             None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Offers `u` (with its `phi`) as the best point without counting an iteration (a
+    /// starting point, a final repair): it becomes the best when it is feasible and
+    /// better than the best so far. Early stopping does not count it.
+    pub fn offer(&self, phi: f64, u: &[f64], feasible: bool) {
+        if !(feasible && phi.is_finite()) {
+            return;
+        }
+        let mut p = self.lock();
+        if p.best.as_ref().is_none_or(|(b, _)| phi < *b) {
+            p.best = Some((phi, u.to_vec()));
         }
     }
 

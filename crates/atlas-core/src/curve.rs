@@ -67,8 +67,7 @@ impl Curve {
                 if a == 0.0 {
                     return 0.0;
                 }
-                let t = hill_ratio(a, k, s);
-                beta * t / (1.0 + t)
+                hill_value(beta, hill_ratio(a, k, s))
             }
             Curve::Exponential { beta, k } => -beta * (-a / k).exp_m1(),
             Curve::Logistic { beta, lam } => beta * (0.5 * lam * a).tanh(),
@@ -99,8 +98,7 @@ impl Curve {
                 let v = if a == 0.0 {
                     0.0
                 } else {
-                    let t = hill_ratio(a, k, s);
-                    beta * t / (1.0 + t)
+                    hill_value(beta, hill_ratio(a, k, s))
                 };
                 // Slopes at a = 0 are beta / k (s = 1), 0 (s > 1) or unbounded (s < 1):
                 // away from s = 1 take them just off zero, finite either way.
@@ -111,10 +109,16 @@ impl Curve {
                 } else {
                     SLOPE_FLOOR * k
                 };
+                // With h = t / (1 + t) and q = 1 / (1 + t), both in [0, 1] however large
+                // `t` is: f' = beta s h q / a, f'' = beta s h q ((s - 1) q - (s + 1) h) / a^2.
                 let t = hill_ratio(ad, k, s);
-                let u = 1.0 + t;
-                let d1 = beta * s * t / (ad * u * u);
-                let d2 = beta * s * t * ((s - 1.0) - (s + 1.0) * t) / (ad * ad * u * u * u);
+                let (h, q) = if t > 1.0 {
+                    (1.0 / (1.0 + 1.0 / t), (1.0 / t) / (1.0 + 1.0 / t))
+                } else {
+                    (t / (1.0 + t), 1.0 / (1.0 + t))
+                };
+                let d1 = beta * s * h * q / ad;
+                let d2 = beta * s * h * q * ((s - 1.0) * q - (s + 1.0) * h) / (ad * ad);
                 (v, d1, d2)
             }
             Curve::Exponential { beta, k } => {
@@ -192,6 +196,34 @@ impl Curve {
         }
     }
 
+    /// The largest average return `sup_{a > 0} f(a) / a` (infinite where the slope at
+    /// zero is): `f'(0)` for concave curves, `beta (s-1)^((s-1)/s) / (k s)` for an S-shaped
+    /// `hill`, reached at `a = k (s - 1)^(1/s)`. No allocation earns more per unit of
+    /// adstocked spend, which proves some `min_roi` rules out of reach.
+    pub fn max_average_return(&self) -> f64 {
+        match *self {
+            Curve::Linear { beta } => beta,
+            Curve::Hill { beta, k, s } => {
+                if s < 1.0 {
+                    f64::INFINITY
+                } else if s == 1.0 {
+                    beta / k
+                } else {
+                    beta * (s - 1.0).powf((s - 1.0) / s) / (k * s)
+                }
+            }
+            Curve::Exponential { beta, k } | Curve::Log { beta, k } => beta / k,
+            Curve::Logistic { beta, lam } => 0.5 * beta * lam,
+            Curve::Power { beta, alpha } => {
+                if alpha < 1.0 {
+                    f64::INFINITY
+                } else {
+                    beta
+                }
+            }
+        }
+    }
+
     /// The saturation level `sup f` (infinite for `linear`, `log` and `power`).
     pub fn saturation(&self) -> f64 {
         match *self {
@@ -200,6 +232,17 @@ impl Curve {
             | Curve::Logistic { beta, .. } => beta,
             Curve::Linear { .. } | Curve::Log { .. } | Curve::Power { .. } => f64::INFINITY,
         }
+    }
+}
+
+/// `beta t / (1 + t)` without overflow: `t` may be infinite (`a / k` beyond `f64`), where
+/// the curve is at its saturation `beta`.
+#[inline]
+fn hill_value(beta: f64, t: f64) -> f64 {
+    if t > 1.0 {
+        beta / (1.0 + 1.0 / t)
+    } else {
+        beta * t / (1.0 + t)
     }
 }
 
@@ -260,6 +303,58 @@ mod tests {
         assert!(close(g.derivative(1.0), 1.0, 1e-15));
         assert!(close(p.derivative(16.0), 3.0 * 0.5 / 4.0, 1e-15));
         assert!(close(e.second_derivative(0.0), -3.0 / 4.0, 1e-15));
+    }
+
+    #[test]
+    fn the_largest_average_return_bounds_every_ratio() {
+        let curves = [
+            Curve::Linear { beta: 2.0 },
+            Curve::Hill {
+                beta: 10.0,
+                k: 4.0,
+                s: 1.0,
+            },
+            Curve::Hill {
+                beta: 10.0,
+                k: 4.0,
+                s: 3.0,
+            },
+            Curve::Exponential { beta: 3.0, k: 2.0 },
+            Curve::Logistic {
+                beta: 2.0,
+                lam: 0.5,
+            },
+            Curve::Log { beta: 2.0, k: 1.5 },
+            Curve::Power {
+                beta: 3.0,
+                alpha: 1.0,
+            },
+        ];
+        for c in curves {
+            let rho = c.max_average_return();
+            let mut best = 0.0f64;
+            for i in 1..=20_000 {
+                let a = 1e-4 * 1.001f64.powi(i);
+                let r = c.value(a) / a;
+                assert!(r <= rho * (1.0 + 1e-9), "{c:?}: {r} > {rho} at {a}");
+                best = best.max(r);
+            }
+            // And it is reached (or approached at zero).
+            assert!(best >= rho * (1.0 - 1e-3), "{c:?}: {best} vs {rho}");
+        }
+    }
+
+    #[test]
+    fn hill_stays_at_most_beta_at_huge_spend() {
+        for (k, s) in [(300.0, 1.0), (1e-3, 1.0), (300.0, 2.5), (0.5, 0.7)] {
+            let h = Curve::Hill { beta: 1000.0, k, s };
+            for a in [1e308, f64::MAX] {
+                let (v, d1, d2) = h.value_and_derivatives(a);
+                assert!(v.is_finite() && v <= 1000.0 && v > 999.0, "{k} {s}: {v}");
+                assert!(d1.is_finite() && d1 >= 0.0, "{k} {s}: {d1}");
+                assert!(d2.is_finite(), "{k} {s}: {d2}");
+            }
+        }
     }
 
     #[test]

@@ -95,15 +95,14 @@ impl ConfigError {
         }
     }
 
-    /// `Ok` when an optional time limit in seconds is absent, or finite and positive.
+    /// `Ok` when an optional time limit in seconds is absent, or finite, positive and at
+    /// most [`MAX_TIME_LIMIT_S`](crate::limits::MAX_TIME_LIMIT_S) (one year).
     pub fn check_seconds(optimizer: &str, field: &str, value: Option<f64>) -> Result<(), Self> {
         match value {
-            Some(t) if !(t > 0.0 && t.is_finite()) => Err(Self::new(
-                optimizer,
-                field,
-                format!("must be a finite number of seconds > 0 (got {t})"),
-            )),
-            _ => Ok(()),
+            Some(t) => crate::limits::check_time_limit(field, t)
+                .map(|_| ())
+                .map_err(|e| Self::new(optimizer, field, e.reason)),
+            None => Ok(()),
         }
     }
 }
@@ -159,6 +158,15 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// An output (a result file, stdout) could not be written: a full disk, a folder that
+    /// cannot be written. Not the input's fault: exit status 1.
+    #[error("{path}: cannot write: {message}")]
+    Write {
+        /// The file, or `<stdout>`.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// Two optimizers registered under the same name.
     #[error("optimizer `{0}` is registered twice")]
     DuplicateOptimizer(String),
@@ -184,7 +192,8 @@ pub enum Error {
 impl Error {
     /// The process exit status for this error: 2 for bad input (problem, configuration,
     /// unknown optimizer, unsupported feature, infeasible rules, unreadable file), 1 for
-    /// anything else.
+    /// anything else (an output that cannot be written, a solver failure, a plan that
+    /// breaks the rules without a proof that none meets them).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_)
@@ -193,7 +202,10 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::Infeasible(_)
             | Error::Io { .. } => 2,
-            Error::DuplicateOptimizer(_) | Error::Solver { .. } | Error::Model { .. } => 1,
+            Error::DuplicateOptimizer(_)
+            | Error::Solver { .. }
+            | Error::Write { .. }
+            | Error::Model { .. } => 1,
         }
     }
 
@@ -237,6 +249,58 @@ impl fmt::Display for InfeasibleError {
 }
 
 impl std::error::Error for InfeasibleError {}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_number;
+
+    #[test]
+    fn numbers_in_messages() {
+        assert_eq!(fmt_number(1_333_333.333_333_3), "1333333");
+        assert_eq!(fmt_number(0.123_456_789), "0.123457");
+        assert_eq!(fmt_number(700.0), "700");
+        assert_eq!(fmt_number(-12.5), "-12.5");
+        assert_eq!(fmt_number(2.5e-7), "2.5e-7");
+        assert_eq!(fmt_number(4.295e20), "4.295e20");
+        assert_eq!(fmt_number(f64::INFINITY), "infinity");
+    }
+}
+
+/// A computed amount for a message: six significant digits, plain between `1e-3` and
+/// `1e15` (`1333333`, `0.123457`, `700`), scientific outside (`2.5e-7`); no trailing
+/// zeros. Values the user wrote are echoed as written instead.
+pub fn fmt_number(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "NaN".to_string()
+        } else if v > 0.0 {
+            "infinity".to_string()
+        } else {
+            "-infinity".to_string()
+        };
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        return "0".to_string();
+    }
+    let trim = |t: String| -> String {
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t
+        }
+    };
+    if !(1e-3..1e15).contains(&a) {
+        let text = format!("{v:.5e}");
+        return match text.split_once('e') {
+            Some((m, e)) => format!("{}e{e}", trim(m.to_string())),
+            None => text,
+        };
+    }
+    let digits = a.log10().floor() as i32 + 1;
+    let decimals = (6 - digits).max(0) as usize;
+    trim(format!("{v:.decimals$}"))
+}
 
 fn alternatives_suffix(alternatives: &[String]) -> String {
     if alternatives.is_empty() {

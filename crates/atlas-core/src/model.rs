@@ -105,9 +105,27 @@ impl Adstock {
 
     /// Geometric weights `decay^l`, `l < max_lag`, divided by their sum when `normalize`.
     pub fn geometric(decay: f64, max_lag: usize, normalize: bool) -> Self {
-        let mut weights: Vec<f64> = (0..max_lag.max(1)).map(|l| decay.powi(l as i32)).collect();
+        Self::geometric_within(decay, max_lag, normalize, max_lag)
+    }
+
+    /// The weights of [`Adstock::geometric`] that take part within a horizon of `periods`
+    /// periods: only the first `min(max_lag, periods)` are kept (spend is never carried
+    /// beyond the horizon), normalized as if all `max_lag` were there, so that a
+    /// `max_lag` beyond the horizon changes nothing and costs nothing.
+    pub fn geometric_within(decay: f64, max_lag: usize, normalize: bool, periods: usize) -> Self {
+        let max_lag = max_lag.max(1);
+        let kept = max_lag.min(periods.max(1));
+        // `kept` is at most the number of periods, far below `i32::MAX`.
+        let power = |l: usize| decay.powi(i32::try_from(l).unwrap_or(i32::MAX));
+        let mut weights: Vec<f64> = (0..kept).map(power).collect();
         if normalize {
-            let sum: f64 = weights.iter().sum();
+            let mut sum: f64 = weights.iter().sum();
+            if max_lag > kept && decay > 0.0 {
+                // The weights beyond the horizon, in closed form:
+                // decay^kept (1 - decay^(max_lag - kept)) / (1 - decay).
+                let rest = (max_lag - kept) as f64;
+                sum += power(kept) * (1.0 - decay.powf(rest)) / (1.0 - decay);
+            }
             weights.iter_mut().for_each(|w| *w /= sum);
         }
         Self { weights }

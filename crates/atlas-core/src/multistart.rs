@@ -1,10 +1,13 @@
 //! Multi-start for local methods: starting points spread over the feasible set, runs from
-//! each (in parallel), and the choice of the best, shared by the gradient backends.
+//! each (in parallel), and the choice of the best: [`MultiStart`], a wrapper around any
+//! [`IterativeSolver`].
 
 use rand::Rng;
 use rayon::prelude::*;
 
 use crate::context::Context;
+use crate::error::Error;
+use crate::executor::{Iterate, IterativeSolver, Kv, Step, Termination};
 use crate::feasible::ProjectionWorkspace;
 use crate::solver::Status;
 
@@ -18,10 +21,20 @@ const FEASIBLE: f64 = 1e-8;
 /// onto the feasible set. Stream `k` of the seed draws start `k`, so the starts do not
 /// depend on how many are asked for.
 pub fn starts(ctx: &Context<'_>, count: usize, seed: Option<u64>) -> Vec<Vec<f64>> {
+    starts_from(ctx, ctx.problem().start(), count, seed)
+}
+
+/// [`starts`] with `first` (a warm start, say) in place of the even split.
+pub fn starts_from(
+    ctx: &Context<'_>,
+    first: &[f64],
+    count: usize,
+    seed: Option<u64>,
+) -> Vec<Vec<f64>> {
     let problem = ctx.problem();
     let budget = problem.feasible_set().budget();
     let n = problem.dim();
-    let mut starts = vec![problem.start().to_vec()];
+    let mut starts = vec![first.to_vec()];
     let mut ws = ProjectionWorkspace::default();
     for k in 1..count {
         let mut rng = ctx.rng(seed, k as u64);
@@ -39,63 +52,198 @@ pub fn starts(ctx: &Context<'_>, count: usize, seed: Option<u64>) -> Vec<Vec<f64
     starts
 }
 
-/// The outcome of one local run, assessed on the scaled problem.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LocalRun {
-    /// Final point (scaled units).
-    pub u: Vec<f64>,
-    /// How the run ended.
-    pub status: Status,
-    /// Objective `phi` at `u`.
-    pub phi: f64,
-    /// Largest violation of any linear or nonlinear row at `u` (scaled units).
-    pub violation: f64,
+/// Several runs of an inner [`IterativeSolver`] from spread starting points, as one
+/// [`IterativeSolver`]: each step steps every run still going (in parallel when there are
+/// several) and reports the best iterate of the round; the run ends when every run has
+/// ended, on the best run's end point (a feasible end first, then the lowest objective;
+/// ties keep the earlier start, so the result does not depend on threads) and its
+/// termination. Written once, for any inner solver: `make(k)` builds the solver of run
+/// `k`.
+pub struct MultiStart<S, F> {
+    count: usize,
+    seed: Option<u64>,
+    runs: Vec<Lane<S>>,
+    chosen: Option<(Iterate, Option<Termination>)>,
+    make: F,
 }
 
-impl LocalRun {
-    /// Whether the run ended on a point that meets the rules.
-    pub fn feasible(&self) -> bool {
-        self.violation <= FEASIBLE
+struct Lane<S> {
+    solver: S,
+    ended: Option<Termination>,
+    /// Set when the run was finished: its end point and that point's largest violation.
+    end: Option<(Iterate, f64)>,
+    /// Its last iterate, for the tie-break of a run stopped by a limit.
+    last: Iterate,
+}
+
+impl<S: IterativeSolver, F: Fn(usize) -> S + Send> MultiStart<S, F> {
+    /// `count` runs (at least one), the starts drawn with `seed` (else the solve's).
+    pub fn new(count: usize, seed: Option<u64>, make: F) -> Self {
+        Self {
+            count: count.max(1),
+            seed,
+            runs: Vec::new(),
+            chosen: None,
+            make,
+        }
     }
 
-    fn better_than(&self, other: &LocalRun) -> bool {
-        match (self.feasible(), other.feasible()) {
-            (true, false) => true,
-            (false, true) => false,
-            (true, true) => self.phi < other.phi,
-            (false, false) => self.violation < other.violation,
+    /// Finishes every run (in parallel) and assesses its end point on the scaled problem.
+    fn finish_all(&mut self, ctx: &Context<'_>, status: Status) -> Result<(), Error> {
+        let finish = |lane: &mut Lane<S>| -> Result<(), Error> {
+            if lane.end.is_none() {
+                let end = lane.solver.finish(ctx, status)?;
+                lane.end = Some(assess(ctx, end.u));
+            }
+            Ok(())
+        };
+        if self.runs.len() == 1 {
+            self.runs.iter_mut().try_for_each(finish)?;
+        } else {
+            self.runs.par_iter_mut().try_for_each(finish)?;
         }
+        let mut best: Option<(&Iterate, Option<Termination>, f64)> = None;
+        for lane in &self.runs {
+            let (end, violation) = lane.end.as_ref().expect("finished above");
+            let better = match &best {
+                None => true,
+                Some((b, _, bv)) => better_than((end, *violation), (b, *bv)),
+            };
+            if better {
+                best = Some((end, lane.ended, *violation));
+            }
+        }
+        self.chosen = best.map(|(it, t, _)| (it.clone(), t));
+        Ok(())
     }
 }
 
-/// Runs `run` from every start (in parallel when there are several) and keeps the best:
-/// a feasible end first, then the lowest objective; ties keep the earlier start, so the
-/// result does not depend on threads. `None` only for an empty list of starts.
-pub fn best_of<F>(ctx: &Context<'_>, starts: &[Vec<f64>], run: F) -> Option<LocalRun>
-where
-    F: Fn(&[f64]) -> (Vec<f64>, Status) + Sync,
-{
-    let assess = |start: &Vec<f64>| {
-        let (u, status) = run(start);
-        let ev = ctx.evaluator();
-        let problem = ctx.problem();
-        let model = ev.model_value(&u);
-        let spend: f64 = u.iter().sum();
-        let violation = ev
-            .constraint_work(|| problem.feasible_set().max_violation(&u))
-            .max(problem.nonlinear_violation(model, spend));
-        LocalRun {
-            phi: problem.objective().value(model, spend),
-            u,
-            status,
-            violation,
+/// The end point `u`, assessed on the scaled problem (objective and feasibility to
+/// [`FEASIBLE`]), with its largest violation.
+fn assess(ctx: &Context<'_>, u: Vec<f64>) -> (Iterate, f64) {
+    let ev = ctx.evaluator();
+    let problem = ctx.problem();
+    let model = ev.model_value(&u);
+    let spend: f64 = u.iter().sum();
+    let violation = ev
+        .constraint_work(|| problem.feasible_set().max_violation(&u))
+        .max(problem.nonlinear_violation(model, spend));
+    let it = Iterate {
+        phi: problem.objective().value(model, spend),
+        feasible: violation <= FEASIBLE,
+        u,
+    };
+    (it, violation)
+}
+
+fn better_than(a: (&Iterate, f64), b: (&Iterate, f64)) -> bool {
+    match (a.0.feasible, b.0.feasible) {
+        (true, false) => true,
+        (false, true) => false,
+        (true, true) => a.0.phi < b.0.phi,
+        (false, false) => a.1 < b.1,
+    }
+}
+
+impl<S: IterativeSolver, F: Fn(usize) -> S + Send> IterativeSolver for MultiStart<S, F> {
+    fn init(&mut self, ctx: &Context<'_>, start: &[f64]) -> Result<Iterate, Error> {
+        let points = starts_from(ctx, start, self.count, self.seed);
+        self.chosen = None;
+        let make = &self.make;
+        let init = |(k, p): (usize, &Vec<f64>)| -> Result<Lane<S>, Error> {
+            let mut solver = make(k);
+            let last = solver.init(ctx, p)?;
+            Ok(Lane {
+                solver,
+                ended: None,
+                end: None,
+                last,
+            })
+        };
+        self.runs = points
+            .iter()
+            .enumerate()
+            .map(init)
+            .collect::<Result<_, _>>()?;
+        for lane in &self.runs[1..] {
+            ctx.offer(lane.last.phi, &lane.last.u, lane.last.feasible);
         }
-    };
-    let runs: Vec<LocalRun> = if starts.len() == 1 {
-        vec![assess(&starts[0])]
-    } else {
-        starts.par_iter().map(assess).collect()
-    };
-    runs.into_iter()
-        .reduce(|best, next| if next.better_than(&best) { next } else { best })
+        Ok(self.runs[0].last.clone())
+    }
+
+    fn step(&mut self, ctx: &Context<'_>) -> Result<Step, Error> {
+        let step_one = |lane: &mut Lane<S>| -> Result<Option<Step>, Error> {
+            if lane.ended.is_some() {
+                return Ok(None);
+            }
+            let step = lane.solver.step(ctx)?;
+            if let Some(it) = &step.iterate {
+                lane.last = it.clone();
+            }
+            lane.ended = step.termination;
+            Ok(Some(step))
+        };
+        let steps: Vec<Option<Step>> = if self.runs.len() == 1 {
+            self.runs
+                .iter_mut()
+                .map(step_one)
+                .collect::<Result<_, _>>()?
+        } else {
+            self.runs
+                .par_iter_mut()
+                .map(step_one)
+                .collect::<Result<_, _>>()?
+        };
+        // The round's best iterate is reported; every other feasible one is offered as
+        // the best point.
+        let mut best: Option<(usize, Iterate, Kv)> = None;
+        for (k, step) in steps.into_iter().enumerate() {
+            let Some(step) = step else { continue };
+            let Some(it) = step.iterate else { continue };
+            let better = best.as_ref().is_none_or(|(_, b, _)| {
+                (it.feasible && !b.feasible) || (it.feasible == b.feasible && it.phi < b.phi)
+            });
+            if better {
+                if let Some((_, b, _)) = &best {
+                    ctx.offer(b.phi, &b.u, b.feasible);
+                }
+                best = Some((k, it, step.kv));
+            } else {
+                ctx.offer(it.phi, &it.u, it.feasible);
+            }
+        }
+        let mut step = match best {
+            Some((k, it, mut kv)) => {
+                if self.runs.len() > 1 {
+                    kv.push("run", k);
+                }
+                Step::moved(it).with_kv(kv)
+            }
+            None => Step::unmoved(),
+        };
+        if self.runs.iter().all(|l| l.ended.is_some()) {
+            // Every run ended by itself: the status of the one whose end is returned.
+            self.finish_all(ctx, Status::Converged)?;
+            let termination = self
+                .chosen
+                .as_ref()
+                .and_then(|(_, t)| *t)
+                .unwrap_or(Termination::Converged);
+            step.termination = Some(termination);
+        }
+        Ok(step)
+    }
+
+    fn finish(&mut self, ctx: &Context<'_>, status: Status) -> Result<Iterate, Error> {
+        if self.chosen.is_none() {
+            self.finish_all(ctx, status)?;
+        }
+        match &self.chosen {
+            Some((it, _)) => Ok(it.clone()),
+            None => Err(Error::Solver {
+                optimizer: "multi-start".to_string(),
+                reason: "no starting point".to_string(),
+            }),
+        }
+    }
 }

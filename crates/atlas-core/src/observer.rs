@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::executor::Kv;
 use crate::result::OptimizationResult;
 
 /// Sent once before a solve starts.
@@ -33,6 +34,9 @@ pub struct IterationEvent {
     pub evaluations: u64,
     /// Time since the solve started.
     pub elapsed: Duration,
+    /// The solver's diagnostics for this iteration (step length, radius, phase ...);
+    /// empty for solvers that give none.
+    pub diagnostics: Kv,
 }
 
 /// Hooks called during a solve.

@@ -500,15 +500,96 @@ impl Problem {
 /// and field.
 pub fn read_document<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let format = Format::from_path(path)?;
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+    let text = read_limited(path)?;
+    parse_document(&text, format).map_err(|e| Error::Input(e.in_file(Some(path))))
+}
+
+/// The text of `path`, refused when larger than
+/// [`MAX_FILE_BYTES`](crate::limits::MAX_FILE_BYTES) (checked on what is read, so a file
+/// that grows, or a FIFO, cannot exceed it either).
+pub fn read_limited(path: &Path) -> Result<String, Error> {
+    use std::io::Read;
+    let io = |e: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         message: format!("cannot read: {e}"),
-    })?;
-    parse_document(&text, format).map_err(|e| Error::Input(e.in_file(Some(path))))
+    };
+    let limit = crate::limits::MAX_FILE_BYTES;
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(InputError {
+            file: Some(path.to_path_buf()),
+            field: String::new(),
+            reason: format!(
+                "the file is larger than the limit of {limit} bytes (see docs/problem-format.md, section 7)"
+            ),
+        }
+        .into());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text ({e})"),
+        ))
+    })
+}
+
+/// The first line of `text` that is neither blank nor a comment (`#`).
+fn first_content_line(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// Every document Atlas reads is a table of fields at the top. serde would read a struct
+/// from an array too (its fields in order), giving a message about the wrong thing, so an
+/// array at the top is refused as such; a `.json` file that holds TOML or YAML is named
+/// as such.
+fn check_top_level(text: &str, format: Format) -> Result<(), InputError> {
+    let first = text.trim_start();
+    let array = |what: &str| {
+        Err(InputError::new(
+            "",
+            format!("the document must be a table of fields at the top (`{what}`), not an array (line 1)"),
+        ))
+    };
+    match format {
+        Format::Json => {
+            if first.starts_with('[') {
+                return array("{ \"name\": ..., ... }");
+            }
+            if !first.starts_with('{') && !first.is_empty() {
+                let line = first_content_line(text).unwrap_or_default();
+                let looks_like =
+                    if line.starts_with('[') || line.contains(" = ") || line.contains("=") {
+                        "it looks like TOML: name the file .toml"
+                    } else if line.contains(": ") || line.starts_with("---") {
+                        "it looks like YAML: name the file .yaml"
+                    } else {
+                        "JSON starts with `{`"
+                    };
+                return Err(InputError::new(
+                    "",
+                    format!("not a JSON object (line 1): {looks_like}"),
+                ));
+            }
+        }
+        Format::Yaml => {
+            if first_content_line(text)
+                .is_some_and(|l| l.starts_with("- ") || l == "-" || l.starts_with('['))
+            {
+                return array("name: ...");
+            }
+        }
+        Format::Toml => {}
+    }
+    Ok(())
 }
 
 /// Deserializes a document, reporting the field path of the first error.
 pub fn parse_document<T: DeserializeOwned>(text: &str, format: Format) -> Result<T, InputError> {
+    check_top_level(text, format)?;
     match format {
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, "", &e))?;
@@ -553,11 +634,13 @@ pub fn parse_document<T: DeserializeOwned>(text: &str, format: Format) -> Result
                             message = message[pos + 2..].to_string();
                         }
                     }
+                    // serde_norway reports a repeated key at the start of its mapping;
+                    // the line that repeats it is the one to name.
+                    let (line, column) =
+                        repeated_yaml_key(text, &message).unwrap_or((loc.line(), loc.column()));
                     message = format!(
-                        "{} (line {}, column {})",
+                        "{} (line {line}, column {column})",
                         crate::suggest::improve_serde_message(&message),
-                        loc.line(),
-                        loc.column()
                     );
                 } else {
                     message = crate::suggest::improve_serde_message(&message);
@@ -566,6 +649,67 @@ pub fn parse_document<T: DeserializeOwned>(text: &str, format: Format) -> Result
             })
         }
     }
+}
+
+/// Deserializes a map whose keys must be unique: serde's maps keep the last of repeated
+/// keys silently, where a problem's fields refuse repeats; a map of channels (an
+/// allocation) refuses them too, naming the key.
+pub fn unique_keys<'de, D, V>(deserializer: D) -> Result<indexmap::IndexMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = indexmap::IndexMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table with one entry per channel")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = indexmap::IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate key `{}`: each channel may appear once",
+                        key.escape_debug()
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Unique(std::marker::PhantomData))
+}
+
+/// For a `duplicate field `key`` message, the line and column where `key` appears the
+/// second time at the indentation of its first appearance.
+fn repeated_yaml_key(text: &str, message: &str) -> Option<(usize, usize)> {
+    let key = message
+        .strip_prefix("duplicate field `")
+        .or_else(|| message.strip_prefix("duplicate entry with key \""))?;
+    let key = key.split(['`', '"']).next()?;
+    let mut first_indent = None;
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - body.len();
+        let named = body
+            .strip_prefix(key)
+            .or_else(|| body.strip_prefix(&format!("\"{key}\"")))
+            .is_some_and(|rest| rest.trim_start().starts_with(':'));
+        if named {
+            match first_indent {
+                None => first_indent = Some(indent),
+                Some(f) if f == indent => return Some((i + 1, indent + 1)),
+                Some(_) => {}
+            }
+        }
+    }
+    None
 }
 
 fn path_string(path: &serde_path_to_error::Path) -> String {
@@ -587,7 +731,16 @@ fn strip_json_position(message: &str) -> String {
 fn toml_error(text: &str, path: &str, e: &toml::de::Error) -> InputError {
     let mut reason = crate::suggest::improve_serde_message(e.message().trim());
     if let Some(span) = e.span() {
-        let before = &text[..span.start.min(text.len())];
+        if reason.starts_with("duplicate key") {
+            // The span covers the repeated key: name it.
+            if let Some(key) = text.get(span.clone()) {
+                let key = key.trim().trim_matches('"').escape_debug().to_string();
+                if !key.is_empty() && !reason.contains(&key) {
+                    reason = format!("duplicate key `{key}`: each key may appear once");
+                }
+            }
+        }
+        let before = text.get(..span.start.min(text.len())).unwrap_or(text);
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
         reason = format!("{reason} (line {line}, column {column})");

@@ -128,7 +128,8 @@ impl OptimizationResult {
 /// An allocation read from a file: a full result, or just `{"allocation": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Allocation {
-    /// Spend per channel and period.
+    /// Spend per channel and period (each channel once).
+    #[serde(deserialize_with = "crate::problem::unique_keys")]
     pub allocation: IndexMap<String, Vec<f64>>,
 }
 

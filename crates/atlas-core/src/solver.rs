@@ -127,10 +127,14 @@ pub struct Capabilities {
 /// A configured optimizer, ready to solve. Built from a checked
 /// [`SolverConfig`](crate::SolverConfig).
 ///
-/// A solver runs its own iterations but leaves counting, timing, limits, observers and
-/// early stopping to the [`Context`]: it evaluates through
-/// [`Context::evaluator`](crate::Context::evaluator), reports each iteration with
-/// [`Context::iteration`](crate::Context::iteration) and stops when told.
+/// An iterative method is written as an [`IterativeSolver`](crate::IterativeSolver)
+/// (start, one step, a termination reason) and its `solve` hands it to the
+/// [`Executor`](crate::Executor), which owns the loop, the limits, cancellation, early
+/// stopping, observers and the best feasible point. A one-shot method (a conic or
+/// mixed-integer solve) takes its limits from the [`Context`] (`time_left`,
+/// `should_stop`), evaluates through [`Context::evaluator`](crate::Context::evaluator)
+/// (which enforces the evaluation budget) and reports its iterates with
+/// [`Context::iteration`](crate::Context::iteration).
 pub trait Solver: Send + Sync {
     /// Registered name.
     fn name(&self) -> &str;

@@ -2,10 +2,13 @@
 //! augmented Lagrangian for the other rules, from one or several starts.
 
 use std::collections::VecDeque;
-use std::ops::ControlFlow;
 
-use atlas_core::augmented::{self, AlmSettings, AugmentedLagrangian, InnerOutcome, InnerSolver};
-use atlas_core::{multistart, BudgetMode, Context, Error, Solution, Solver, Status};
+use atlas_core::augmented::{
+    AlmSettings, AugmentedLagrangian, AugmentedLagrangianSolver, InnerOutcome, InnerSolver,
+    InnerStep,
+};
+use atlas_core::multistart::MultiStart;
+use atlas_core::{BudgetMode, Context, Error, Executor, Kv, Solution, Solver};
 
 use crate::config::LbfgsConfig;
 
@@ -30,28 +33,16 @@ impl Solver for Lbfgs {
         if let Some(limit) = self.config.max_evaluations {
             ctx.limit_evaluations(limit);
         }
-        let starts = multistart::starts(ctx, self.config.multi_start, self.config.seed);
         let settings = AlmSettings {
             gradient_tolerance: self.config.gtol,
             ..AlmSettings::default()
         };
-        let best = multistart::best_of(ctx, &starts, |start| {
-            let mut inner = ProjectedLbfgs::new(&self.config);
-            let result = augmented::solve(ctx, start, &settings, &mut inner);
-            // The augmented Lagrangian calls a stalled inner solve converged; one that ran
-            // out of iterations is not.
-            let status = if result.status == Status::Converged && inner.hit_iteration_limit {
-                Status::MaxIterations
-            } else {
-                result.status
-            };
-            (result.u, status)
-        })
-        .ok_or_else(|| Error::Solver {
-            optimizer: "lbfgs".to_string(),
-            reason: "no starting point".to_string(),
-        })?;
-        Ok(Solution::new(best.u, best.status))
+        let config = &self.config;
+        let mut search = MultiStart::new(config.multi_start, config.seed, |_| {
+            AugmentedLagrangianSolver::new(ctx, settings, ProjectedLbfgs::new(config))
+        });
+        // Whatever ends the run, the executor returns the best feasible point it saw.
+        Executor::new(ctx).solve(&mut search)
     }
 }
 
@@ -67,8 +58,20 @@ pub(crate) struct ProjectedLbfgs {
     memory: usize,
     max_iterations: u64,
     ftol: f64,
+    /// Accepted steps over every subproblem of this run.
     iterations: u64,
-    pub(crate) hit_iteration_limit: bool,
+    /// The state of the current subproblem.
+    tolerance: f64,
+    g: Vec<f64>,
+    fx: f64,
+    history: VecDeque<Pair>,
+    tau_hint: Option<f64>,
+    small_steps: u32,
+    restarts: u32,
+    /// Diagnostics of the last step.
+    last_alpha: f64,
+    last_pg: f64,
+    last_gradient_direction: bool,
 }
 
 struct Pair {
@@ -83,7 +86,16 @@ impl ProjectedLbfgs {
             max_iterations: config.max_iterations,
             ftol: config.ftol,
             iterations: 0,
-            hit_iteration_limit: false,
+            tolerance: config.gtol,
+            g: Vec::new(),
+            fx: f64::NAN,
+            history: VecDeque::with_capacity(config.memory),
+            tau_hint: None,
+            small_steps: 0,
+            restarts: 0,
+            last_alpha: f64::NAN,
+            last_pg: f64::NAN,
+            last_gradient_direction: false,
         }
     }
 }
@@ -171,12 +183,25 @@ fn two_loop(
 }
 
 impl InnerSolver for ProjectedLbfgs {
-    fn minimize(
-        &mut self,
-        f: &AugmentedLagrangian<'_, '_>,
-        u: &mut [f64],
-        tolerance: f64,
-    ) -> InnerOutcome {
+    fn begin(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &[f64], tolerance: f64) {
+        self.tolerance = tolerance;
+        self.g = vec![0.0; u.len()];
+        self.fx = f.value_gradient(u, &mut self.g);
+        self.history.clear();
+        self.tau_hint = None;
+        self.small_steps = 0;
+        self.restarts = 0;
+    }
+
+    fn kv(&self) -> Kv {
+        Kv::new()
+            .with("alpha", self.last_alpha)
+            .with("projected_gradient", self.last_pg)
+            .with("gradient_direction", self.last_gradient_direction)
+            .with("pairs", self.history.len())
+    }
+
+    fn step(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &mut [f64]) -> InnerStep {
         let ctx = f.context();
         let ev = ctx.evaluator();
         let set = ctx.problem().feasible_set();
@@ -184,16 +209,14 @@ impl InnerSolver for ProjectedLbfgs {
         let budget = set.budget();
         let exact = set.budget_mode() == BudgetMode::Exact;
         let n = u.len();
-        let mut g = vec![0.0; n];
-        let mut fx = f.value_gradient(u, &mut g);
-        let mut history: VecDeque<Pair> = VecDeque::with_capacity(self.memory);
-        let mut tau_hint: Option<f64> = None;
+        let tolerance = self.tolerance;
+        let (g, history) = (&mut self.g, &mut self.history);
+        let mut fx = self.fx;
+        let mut tau_hint = self.tau_hint;
         let mut y = vec![0.0; n];
         let mut diag = vec![0.0; n];
         let mut trial = vec![0.0; n];
         let mut g_new = vec![0.0; n];
-        let mut small_steps = 0;
-        let mut restarts = 0;
         // Variables whose slope is unbounded at zero (a singular curve with no carry-in
         // from earlier periods): a step may take them at most 99% of the way to their
         // lower bound (fraction to the boundary), since at the bound their gradient is
@@ -201,13 +224,9 @@ impl InnerSolver for ProjectedLbfgs {
         let mut singular = vec![false; n];
         let mut step_lower = lower.to_vec();
         let radius = budget;
-        loop {
-            if let Some(s) = ctx.should_stop() {
-                return InnerOutcome::Stopped(s);
-            }
+        {
             if self.iterations >= self.max_iterations {
-                self.hit_iteration_limit = true;
-                return InnerOutcome::MaxIterations;
+                return InnerStep::done(InnerOutcome::MaxIterations);
             }
             if let Some(mmm) = ctx.problem().mmm() {
                 singular_variables(mmm, u, 1e-3 * budget / n as f64, &mut singular);
@@ -229,16 +248,23 @@ impl InnerSolver for ProjectedLbfgs {
                 }
                 None => 0.1 * (budget / n as f64) / gmax.max(1e-300),
             };
-            let z: Vec<f64> = u.iter().zip(&g).map(|(a, b)| a - step * b).collect();
+            let z: Vec<f64> = u.iter().zip(g.iter()).map(|(a, b)| a - step * b).collect();
             let proj = ev.project_box_budget(&z, &mut y, tau_hint);
             tau_hint = Some(proj.tau);
+            self.tau_hint = tau_hint;
             let pg = u
                 .iter()
                 .zip(&y)
                 .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
                 / step;
-            if pg <= tolerance || !fx.is_finite() {
-                return InnerOutcome::Converged;
+            self.last_pg = pg;
+            if pg <= tolerance {
+                return InnerStep::done(InnerOutcome::Converged);
+            }
+            if !fx.is_finite() || !pg.is_finite() {
+                return InnerStep::done(InnerOutcome::Stalled {
+                    projected_gradient: f64::INFINITY,
+                });
             }
             // Variables within `w` (the projected step's size) of a bound count as at the
             // bound (Bertsekas' epsilon-active set): if the step pushes them there, they
@@ -305,7 +331,7 @@ impl InnerSolver for ProjectedLbfgs {
                 } else {
                     vec![masked_g]
                 };
-                two_loop(&history, &mask, &mut vs, gamma0, h0.as_deref());
+                two_loop(history, &mask, &mut vs, gamma0, h0.as_deref());
                 let hg = &vs[0];
                 d = hg.iter().map(|v| -v).collect();
                 // Fixed variables move onto their bound; when the budget binds, the free
@@ -349,6 +375,7 @@ impl InnerSolver for ProjectedLbfgs {
             let mut use_gradient = slope >= 0.0 || !slope.is_finite();
             let mut accepted = false;
             let mut fx_new = fx;
+            let mut alpha_accepted = f64::NAN;
             for attempt in 0..2 {
                 if use_gradient {
                     // Projected-gradient direction: feasible, and descending.
@@ -358,7 +385,9 @@ impl InnerSolver for ProjectedLbfgs {
                     }
                     slope = g.iter().zip(&d).map(|(a, b)| a * b).sum();
                     if slope >= 0.0 || slope.is_nan() {
-                        return InnerOutcome::Stalled;
+                        return InnerStep::done(InnerOutcome::Stalled {
+                            projected_gradient: pg,
+                        });
                     }
                 }
                 for i in 0..n {
@@ -405,6 +434,7 @@ impl InnerSolver for ProjectedLbfgs {
                         fx_new = f.value_gradient(&trial, &mut g_new);
                         if fx_new.is_finite() && fx_new <= fx + 1e-4 * step_slope {
                             accepted = true;
+                            alpha_accepted = alpha;
                             break;
                         }
                         // Minimizer of the quadratic through f(0), its slope and f(alpha),
@@ -428,13 +458,17 @@ impl InnerSolver for ProjectedLbfgs {
                 }
                 use_gradient = true;
             }
+            self.last_gradient_direction = use_gradient;
             if !accepted {
-                return InnerOutcome::Stalled;
+                return InnerStep::done(InnerOutcome::Stalled {
+                    projected_gradient: pg,
+                });
             }
+            self.last_alpha = alpha_accepted;
             self.iterations += 1;
             // Curvature pair.
             let s: Vec<f64> = trial.iter().zip(u.iter()).map(|(a, b)| a - b).collect();
-            let yv: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+            let yv: Vec<f64> = g_new.iter().zip(g.iter()).map(|(a, b)| a - b).collect();
             let sy: f64 = s.iter().zip(&yv).map(|(a, b)| a * b).sum();
             if sy > 1e-16 && sy.is_finite() {
                 if history.len() == self.memory {
@@ -446,25 +480,32 @@ impl InnerSolver for ProjectedLbfgs {
             u.copy_from_slice(&trial);
             g.copy_from_slice(&g_new);
             fx = fx_new;
-            if let ControlFlow::Break(s) = f.report(u) {
-                return InnerOutcome::Stopped(s);
-            }
+            self.fx = fx;
             if decrease <= self.ftol * fx.abs().max(1.0) {
-                small_steps += 1;
-                if small_steps >= 3 {
+                self.small_steps += 1;
+                if self.small_steps >= 3 {
                     // Stuck far from stationarity: the curvature pairs mislead, so start
                     // afresh from the gradient (a few times) before giving up.
-                    if pg > (1e3 * tolerance).max(1e-4) && restarts < 3 {
-                        restarts += 1;
-                        small_steps = 0;
+                    if pg > (1e3 * tolerance).max(1e-4) && self.restarts < 3 {
+                        self.restarts += 1;
+                        self.small_steps = 0;
                         history.clear();
-                        continue;
+                        return InnerStep::MOVED;
                     }
-                    return InnerOutcome::Stalled;
+                    // The objective no longer decreases by more than `ftol`: converged
+                    // by that test when the projected gradient is near zero, else a
+                    // stall.
+                    return InnerStep {
+                        moved: true,
+                        done: Some(InnerOutcome::Stalled {
+                            projected_gradient: pg,
+                        }),
+                    };
                 }
             } else {
-                small_steps = 0;
+                self.small_steps = 0;
             }
+            InnerStep::MOVED
         }
     }
 }

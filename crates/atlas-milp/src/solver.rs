@@ -115,10 +115,24 @@ impl Milp {
             (Some(a), Some(b)) => Some(a.min(b.as_secs_f64())),
             (a, b) => a.or(b.map(|d| d.as_secs_f64())),
         };
+        // Stopped before the solver found an incumbent: the starting allocation when it
+        // meets every rule (a status, with a feasible point), else an error (no allocation
+        // meeting the rules is known).
+        let without_incumbent = |status: Status, why: String| -> Result<Attempt, Error> {
+            let start = ctx.start();
+            if ctx.compiled().is_feasible(&problem.unscale(start)) {
+                Ok(done(Solution::new(start.to_vec(), status)))
+            } else {
+                Err(fail(format!(
+                    "{why}, and the starting allocation does not meet the integer rules; raise time_limit"
+                )))
+            }
+        };
         if let Some(status) = ctx.should_stop() {
-            return Err(fail(format!(
-                "stopped ({status}) before the mixed-integer solve"
-            )));
+            return without_incumbent(
+                status,
+                format!("stopped ({status}) before the mixed-integer solve"),
+            );
         }
         let settings = RunSettings {
             mip_gap: self.config.mip_gap,
@@ -127,19 +141,27 @@ impl Milp {
             threads: self.config.threads,
             presolve,
         };
-        let (values, bound_lin, limit_reached) = match backend::run(solver, lp, settings).map_err(fail)? {
+        let (values, bound_lin, limit_reached) = match backend::run(solver, lp, settings)
+            .map_err(fail)?
+        {
             Outcome::Solved {
                 values,
                 bound,
                 limit_reached,
                 ..
             } => (values, bound, limit_reached),
-            Outcome::Infeasible => return Ok(done(Solution::new(problem.start().to_vec(), Status::Infeasible))),
-            Outcome::NoIncumbent => {
-                return Err(fail(format!(
-                    "the time limit ({:.3} s) ran out before the mixed-integer solver found a feasible allocation; raise time_limit",
-                    settings.time_limit.unwrap_or(0.0)
+            Outcome::Infeasible => {
+                return Ok(done(Solution::new(
+                    problem.start().to_vec(),
+                    Status::Infeasible,
                 )))
+            }
+            Outcome::NoIncumbent => {
+                let status = ctx.should_stop().unwrap_or(Status::TimeLimit);
+                return without_incumbent(status, format!(
+                    "the time limit ({:.3} s) ran out before the mixed-integer solver found a feasible allocation",
+                    settings.time_limit.unwrap_or(0.0)
+                ));
             }
         };
 
@@ -186,10 +208,20 @@ impl Milp {
         let tolerance = self.config.mip_gap * phi.abs() * (1.0 + 1e-9)
             + 2.0 * error
             + 2.0 * BOUND_MARGIN * (1.0 + lower.abs());
+        // `optimal` also needs the gap the result shows, `|bound - objective| / max(1,
+        // |objective|)` in objective units, within the stated tolerance (`mip_gap` plus
+        // `max_error`): the tolerance above, in scaled units, can be loose where the
+        // objective is small against the curves' scale (fixed costs that eat the
+        // response) or the budget is extreme.
+        let stated = self.config.mip_gap + self.config.max_error;
+        let shown_gap_ok = bound.is_some_and(|b| {
+            let objective = problem.objective_from_phi(phi);
+            (b - objective).abs() <= stated * objective.abs().max(1.0)
+        });
         let status = match stopped {
             Some(s) => s,
             None if limit_reached => Status::TimeLimit,
-            None if phi - lower <= tolerance => Status::Optimal,
+            None if phi - lower <= tolerance && shown_gap_ok => Status::Optimal,
             None => Status::Converged,
         };
         Ok(Attempt {

@@ -108,8 +108,9 @@ impl BudgetGrid {
                 return Err(bad(format!("N must be >= 1 (got {count})")));
             }
             let count = count as usize;
-            if count > 100_000 {
-                return Err(bad(format!("N = {count} budgets is more than 100000")));
+            let limit = atlas_core::limits::MAX_SCENARIOS;
+            if count > limit {
+                return Err(bad(format!("N = {count} budgets is more than {limit}")));
             }
             Ok(BudgetGrid::Range { start, stop, count })
         } else {

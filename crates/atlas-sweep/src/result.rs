@@ -149,9 +149,9 @@ fn csv_field(s: &str) -> String {
 
 /// Writes `text` atomically, naming the file on failure.
 pub fn write(path: &Path, text: &str) -> Result<(), Error> {
-    atlas_core::files::write_atomically(path, text).map_err(|e| Error::Io {
+    atlas_core::files::write_atomically(path, text).map_err(|e| Error::Write {
         path: path.to_path_buf(),
-        message: format!("cannot write: {e}"),
+        message: e.to_string(),
     })
 }
 

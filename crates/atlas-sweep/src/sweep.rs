@@ -315,6 +315,16 @@ impl<'r> Sweep<'r> {
         let mut out = Vec::new();
         for s in scenarios {
             let budgets = grid.budgets(s.problem.budget).map_err(Error::Input)?;
+            // (hard, issue 12: the shared limit, checked before the problems are cloned.)
+            let limit = atlas_core::limits::MAX_SCENARIOS;
+            if out.len() + budgets.len() > limit {
+                return Err(Error::Input(atlas_core::InputError::new(
+                    "--budgets",
+                    format!(
+                        "the scenarios times the budget points exceed the limit of {limit} solves in one sweep"
+                    ),
+                )));
+            }
             for b in budgets {
                 let point = format!("budget={}", fmt_budget(b));
                 let name = if self.specs.is_some() {
@@ -665,7 +675,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Infeasible(_) => "infeasible",
         Error::Unsupported { .. } => "unsupported",
         Error::Input(_) | Error::Config(_) | Error::UnknownOptimizer { .. } => "input",
-        Error::Io { .. } => "io",
+        Error::Io { .. } | Error::Write { .. } => "io",
         Error::Solver { .. } | Error::DuplicateOptimizer(_) => "solver",
         Error::Model { .. } => "model",
     }

@@ -30,8 +30,8 @@ use std::ops::ControlFlow;
 use argmin::core::{Executor, IterState};
 use argmin::solver::trustregion::{Steihaug, TrustRegionRadius};
 use argmin_math::ArgminDot;
-use atlas_core::augmented::{AugmentedLagrangian, InnerOutcome, InnerSolver};
-use atlas_core::{BudgetMode, Combination, Context, Status};
+use atlas_core::augmented::{AugmentedLagrangian, InnerOutcome, InnerSolver, InnerStep};
+use atlas_core::{BudgetMode, Combination, Context, Kv, Status};
 
 /// A smooth function minimized over bounds plus budget, with exact second derivatives.
 pub(crate) trait Smooth {
@@ -55,8 +55,9 @@ impl Smooth for AugmentedLagrangian<'_, '_> {
     fn hessian_diagonal(&self, u: &[f64], out: &mut [f64]) -> bool {
         AugmentedLagrangian::hessian_diagonal(self, u, out)
     }
-    fn report(&self, u: &[f64]) -> ControlFlow<Status> {
-        AugmentedLagrangian::report(self, u)
+    fn report(&self, _u: &[f64]) -> ControlFlow<Status> {
+        // The executor reports the iterates of the augmented Lagrangian.
+        ControlFlow::Continue(())
     }
 }
 
@@ -127,18 +128,34 @@ pub(crate) struct TrustRegionNewton {
     settings: NewtonSettings,
     radius: f64,
     iterations: u64,
-    pub(crate) hit_iteration_limit: bool,
+    state: Option<TrSubproblem>,
+    last_pg: f64,
 }
 
 impl InnerSolver for TrustRegionNewton {
-    fn minimize(
-        &mut self,
-        f: &AugmentedLagrangian<'_, '_>,
-        u: &mut [f64],
-        tolerance: f64,
-    ) -> InnerOutcome {
-        self.run(f, f.context(), u, tolerance)
+    fn begin(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &[f64], tolerance: f64) {
+        TrustRegionNewton::begin(self, f, f.context(), u, tolerance)
     }
+
+    fn step(&mut self, f: &AugmentedLagrangian<'_, '_>, u: &mut [f64]) -> InnerStep {
+        TrustRegionNewton::step(self, f, f.context(), u)
+    }
+
+    fn kv(&self) -> Kv {
+        Kv::new()
+            .with("radius", self.radius)
+            .with("projected_gradient", self.last_pg)
+    }
+}
+
+/// The state of one subproblem.
+struct TrSubproblem {
+    tolerance: f64,
+    singular: Vec<bool>,
+    g: Vec<f64>,
+    fx: f64,
+    tau_hint: Option<f64>,
+    cauchy_length: Option<f64>,
 }
 
 /// The free-subspace Hessian seen by Steihaug, in preconditioned coordinates `w`
@@ -515,12 +532,51 @@ impl TrustRegionNewton {
             settings,
             radius: settings.initial_radius,
             iterations: 0,
-            hit_iteration_limit: false,
+            state: None,
+            last_pg: f64::NAN,
         }
     }
 
     /// Minimizes `f` from `u` (inside bounds plus budget) until the projected gradient is
-    /// below `tolerance`.
+    /// below `tolerance`, stepping until the subproblem ends; `None` when `f.report` says
+    /// to stop (a limit). For subproblems outside the executor (the proof that a rule is
+    /// out of reach).
+    pub(crate) fn run(
+        &mut self,
+        f: &dyn Smooth,
+        ctx: &Context<'_>,
+        u: &mut [f64],
+        tolerance: f64,
+    ) -> Option<InnerOutcome> {
+        self.begin(f, ctx, u, tolerance);
+        loop {
+            let step = self.step(f, ctx, u);
+            if step.moved && f.report(u).is_break() {
+                return None;
+            }
+            if let Some(outcome) = step.done {
+                return Some(outcome);
+            }
+        }
+    }
+
+    /// Starts minimizing `f` from `u` to `tolerance` (a new subproblem, or the same with
+    /// new multipliers); the radius and the iteration count carry over.
+    pub(crate) fn begin(&mut self, f: &dyn Smooth, ctx: &Context<'_>, u: &[f64], tolerance: f64) {
+        let n = u.len();
+        let mut g = vec![0.0; n];
+        let fx = f.value_gradient(u, &mut g);
+        self.state = Some(TrSubproblem {
+            tolerance,
+            singular: singular_variables(ctx, n),
+            g,
+            fx,
+            tau_hint: None,
+            cauchy_length: None,
+        });
+    }
+
+    /// One iteration on the current subproblem.
     ///
     /// Each iteration follows Lin and Moré's TRON: a generalized Cauchy point along the
     /// projected-gradient path `P(u - t g)` with sufficient decrease of the quadratic
@@ -528,13 +584,22 @@ impl TrustRegionNewton {
     /// their bounds, taken from the Cauchy point by a projected search that keeps the model
     /// at least as low as there. Every step therefore decreases the model by a fair share
     /// of what the projected gradient promises, and the ratio test decides on the radius.
-    pub(crate) fn run(
+    pub(crate) fn step(&mut self, f: &dyn Smooth, ctx: &Context<'_>, u: &mut [f64]) -> InnerStep {
+        let Some(mut state) = self.state.take() else {
+            return InnerStep::done(InnerOutcome::MaxIterations);
+        };
+        let step = self.step_on(&mut state, f, ctx, u);
+        self.state = Some(state);
+        step
+    }
+
+    fn step_on(
         &mut self,
+        state: &mut TrSubproblem,
         f: &dyn Smooth,
         ctx: &Context<'_>,
         u: &mut [f64],
-        tolerance: f64,
-    ) -> InnerOutcome {
+    ) -> InnerStep {
         let ev = ctx.evaluator();
         let set = ctx.problem().feasible_set();
         let (lower, upper) = (set.lower(), set.upper());
@@ -542,25 +607,23 @@ impl TrustRegionNewton {
         let mode = set.budget_mode();
         let exact = mode == BudgetMode::Exact;
         let n = u.len();
-        let singular = singular_variables(ctx, n);
-        let mut g = vec![0.0; n];
-        let mut fx = f.value_gradient(u, &mut g);
+        let tolerance = state.tolerance;
+        let singular = &state.singular;
+        let g = &mut state.g;
+        let mut fx = state.fx;
         if !fx.is_finite() {
-            return InnerOutcome::Stalled;
+            return InnerStep::done(InnerOutcome::Stalled {
+                projected_gradient: f64::INFINITY,
+            });
         }
         let mut diag = vec![0.0; n];
         let mut y = vec![0.0; n];
         let mut g_trial = vec![0.0; n];
         let mut step_lower = lower.to_vec();
-        let mut tau_hint: Option<f64> = None;
-        let mut cauchy_length: Option<f64> = None;
-        loop {
-            if let Some(s) = ctx.should_stop() {
-                return InnerOutcome::Stopped(s);
-            }
+        let mut tau_hint = state.tau_hint;
+        {
             if self.iterations >= self.settings.max_iterations {
-                self.hit_iteration_limit = true;
-                return InnerOutcome::MaxIterations;
+                return InnerStep::done(InnerOutcome::MaxIterations);
             }
             let have_diag = f.hessian_diagonal(u, &mut diag) && diag.iter().all(|d| !d.is_nan());
             // Median curvature: the preconditioner's unit, and the length of the probing
@@ -588,19 +651,23 @@ impl TrustRegionNewton {
             // The projected-gradient step `P(u - probe g)` gives the convergence measure
             // `|P(u - probe g) - u| / probe`: the reduced gradient (budget multiplier
             // included) for variables away from their bounds.
-            let z: Vec<f64> = u.iter().zip(&g).map(|(a, b)| a - probe * b).collect();
+            let z: Vec<f64> = u.iter().zip(g.iter()).map(|(a, b)| a - probe * b).collect();
             let proj = ev.project_box_budget(&z, &mut y, tau_hint);
             tau_hint = Some(proj.tau);
+            state.tau_hint = tau_hint;
             let pg = u
                 .iter()
                 .zip(&y)
                 .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
                 / probe;
+            self.last_pg = pg;
             if pg <= tolerance {
-                return InnerOutcome::Converged;
+                return InnerStep::done(InnerOutcome::Converged);
             }
             if !pg.is_finite() {
-                return InnerOutcome::Stalled;
+                return InnerStep::done(InnerOutcome::Stalled {
+                    projected_gradient: f64::INFINITY,
+                });
             }
             for i in 0..n {
                 step_lower[i] = if singular[i] && u[i] > lower[i] {
@@ -636,27 +703,26 @@ impl TrustRegionNewton {
             let model = Model {
                 f,
                 u,
-                g: &g,
+                g,
                 metric: &metric,
                 exact,
                 budget,
             };
-            let start = cauchy_length.unwrap_or(probe);
+            let start = state.cauchy_length.unwrap_or(probe);
             let Some(cauchy) = self.cauchy_point(ctx, &model, &bounds, start, tau_hint) else {
                 // No model decrease along the projected-gradient path (a Hessian that is
                 // not finite, say): a projected-gradient step on f itself.
-                match self.gradient_step(f, ctx, u, &mut g, fx, probe, &step_lower, tau_hint) {
+                return match self.gradient_step(f, ctx, u, g, fx, probe, &step_lower, tau_hint) {
                     Some((f_new, _)) => {
-                        fx = f_new;
-                        if let ControlFlow::Break(s) = f.report(u) {
-                            return InnerOutcome::Stopped(s);
-                        }
-                        continue;
+                        state.fx = f_new;
+                        InnerStep::MOVED
                     }
-                    None => return InnerOutcome::Stalled,
-                }
+                    None => InnerStep::done(InnerOutcome::Stalled {
+                        projected_gradient: pg,
+                    }),
+                };
             };
-            cauchy_length = Some(cauchy.t);
+            state.cauchy_length = Some(cauchy.t);
             let mut best = cauchy.point.clone();
             let mut best_q = cauchy.q;
             if let Some(d) = self.subspace_step(ctx, &model, &bounds, &cauchy) {
@@ -714,7 +780,7 @@ impl TrustRegionNewton {
                 // Differences of f are lost in rounding at this scale: the trapezoid rule
                 // on the gradients gives the decrease to third order instead.
                 ared =
-                    -0.5 * (slope_along(&g, &s, on_budget) + slope_along(&g_trial, &s, on_budget));
+                    -0.5 * (slope_along(g, &s, on_budget) + slope_along(&g_trial, &s, on_budget));
             }
             let usable = pred > 0.0 && ft.is_finite() && g_trial.iter().all(|v| v.is_finite());
             let rho = if usable {
@@ -760,13 +826,16 @@ impl TrustRegionNewton {
                 u.copy_from_slice(&best);
                 g.copy_from_slice(&g_trial);
                 fx = ft;
-                if let ControlFlow::Break(s) = f.report(u) {
-                    return InnerOutcome::Stopped(s);
-                }
+                state.fx = fx;
             }
-            if self.radius < self.settings.xtol && decrease <= 1e-15 * fx.abs().max(1.0) {
+            let done = (self.radius < self.settings.xtol && decrease <= 1e-15 * fx.abs().max(1.0))
                 // Steps this short no longer decrease f at this precision.
-                return InnerOutcome::Stalled;
+                .then_some(InnerOutcome::Stalled {
+                    projected_gradient: pg,
+                });
+            InnerStep {
+                moved: accepted,
+                done,
             }
         }
     }
@@ -1121,7 +1190,10 @@ mod tests {
             let mut solver = TrustRegionNewton::new(settings());
             let outcome = solver.run(&f, &ctx, &mut u, 1e-11);
             assert!(
-                matches!(outcome, InnerOutcome::Converged | InnerOutcome::Stalled),
+                matches!(
+                    outcome,
+                    Some(InnerOutcome::Converged | InnerOutcome::Stalled { .. })
+                ),
                 "{outcome:?}"
             );
             for (a, b) in u.iter().zip(&by_hand) {

@@ -3,8 +3,9 @@
 //! nonlinear rule left violated is proven unreachable (status `infeasible`) when the
 //! model is concave.
 
-use atlas_core::augmented::{self, AlmSettings};
-use atlas_core::{multistart, Context, Error, Solution, Solver, Status};
+use atlas_core::augmented::{AlmSettings, AugmentedLagrangianSolver};
+use atlas_core::multistart::MultiStart;
+use atlas_core::{Context, Error, Executor, Solution, Solver, Status};
 
 use crate::config::{TrustRegionConfig, NAME};
 use crate::newton::{box_budget_linear_max, NegatedRow, NewtonSettings, Smooth, TrustRegionNewton};
@@ -36,38 +37,21 @@ impl Solver for TrustRegion {
     }
 
     fn solve(&self, ctx: &Context<'_>) -> Result<Solution, Error> {
-        let starts = multistart::starts(ctx, self.config.multi_start, self.config.seed);
         let settings = AlmSettings {
             gradient_tolerance: self.config.gtol,
             ..AlmSettings::default()
         };
-        let best = multistart::best_of(ctx, &starts, |start| {
-            let mut inner = TrustRegionNewton::new(self.newton_settings());
-            let result = augmented::solve(ctx, start, &settings, &mut inner);
-            // The augmented Lagrangian calls a stalled inner solve converged; one that ran
-            // out of iterations is not.
-            let status = if result.status == Status::Converged && inner.hit_iteration_limit {
-                Status::MaxIterations
-            } else {
-                result.status
-            };
-            (result.u, status)
-        })
-        .ok_or_else(|| Error::Solver {
-            optimizer: NAME.to_string(),
-            reason: "no starting point".to_string(),
-        })?;
-        if !best.feasible() {
-            if self.nonlinear_rows_unreachable(ctx, &best.u) {
-                return Ok(Solution::new(best.u, Status::Infeasible));
-            }
-            // Stopped before the rules were met (a limit): the best iterate that met them,
-            // if any, rather than an infeasible one.
-            if let Some((_, u)) = ctx.best() {
-                return Ok(Solution::new(u, best.status));
-            }
+        let newton = self.newton_settings();
+        let mut search = MultiStart::new(self.config.multi_start, self.config.seed, |_| {
+            AugmentedLagrangianSolver::new(ctx, settings, TrustRegionNewton::new(newton))
+        });
+        let run = Executor::new(ctx).run(&mut search, ctx.start())?;
+        // A nonlinear rule left violated may be proven out of reach; otherwise, stopped
+        // before the rules were met (a limit), the executor's best feasible point stands.
+        if !run.end.feasible && self.nonlinear_rows_unreachable(ctx, &run.end.u) {
+            return Ok(Solution::new(run.end.u, Status::Infeasible));
         }
-        Ok(Solution::new(best.u, best.status))
+        Ok(run.into_solution())
     }
 }
 
