@@ -32,7 +32,14 @@ fn quickstart() -> PathBuf {
 fn served(model_lines: &str) -> (TestServer, PathBuf, PathBuf) {
     let builtin = Compiled::from_path(quickstart()).unwrap();
     let model = builtin.model().clone();
-    let server = TestServer::start(Arc::new(move |x: &[f64]| model.value(x))).unwrap();
+    served_model(model_lines, Arc::new(move |x: &[f64]| model.value(x)))
+}
+
+fn served_model(
+    model_lines: &str,
+    model: atlas::atlas_models::test_server::ServedModel,
+) -> (TestServer, PathBuf, PathBuf) {
+    let server = TestServer::start(model).unwrap();
     let text = std::fs::read_to_string(quickstart()).unwrap();
     let kept: Vec<&str> = text
         .lines()
@@ -125,5 +132,74 @@ fn a_problem_with_curves_and_an_external_model_is_refused_with_exit_2() {
         err.contains("channels[0].response") && err.contains("http"),
         "{err}"
     );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_surrogate_of_a_curve_model_is_exact_and_optimize_reports_the_true_objective() {
+    let (server, path, dir) = served("");
+    let fitted = dir.join("fitted.toml");
+    let (code, out, err) = atlas(&[
+        "surrogate",
+        path.to_str().unwrap(),
+        "--samples",
+        "200",
+        "--output",
+        fitted.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("hill") && out.contains("R²"), "{out}");
+    let surrogate = Compiled::from_path(&fitted).unwrap();
+    // Quickstart's model is made of hill curves: the fit recovers it.
+    let builtin = Compiled::from_path(quickstart()).unwrap();
+    for x in [
+        [300_000.0, 400_000.0, 100_000.0],
+        [450_000.0, 300_000.0, 60_000.0],
+    ] {
+        let (a, b) = (surrogate.model().value(&x), builtin.model().value(&x));
+        assert!((a - b).abs() < 1e-6 * b, "{a} vs {b}");
+    }
+    let requests_before = server.points();
+    let output = dir.join("result.json");
+    let (code, _, err) = atlas(&[
+        "optimize",
+        path.to_str().unwrap(),
+        "--surrogate",
+        fitted.to_str().unwrap(),
+        "--quiet",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    let objective = result["objective"].as_f64().unwrap();
+    assert!(
+        (objective - QUICKSTART_OPTIMUM).abs() < 1e-6 * QUICKSTART_OPTIMUM,
+        "{objective}"
+    );
+    // The objective is the service's: the polish asked it.
+    assert!(server.points() > requests_before);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_poor_surrogate_is_refused_and_not_written() {
+    // Interaction between channels: no sum of curves fits it.
+    let (_server, path, dir) = served_model(
+        "",
+        Arc::new(|x: &[f64]| 1e6 * ((x[0] - x[1]) / 1e5).sin().abs() + x[2]),
+    );
+    let fitted = dir.join("fitted.toml");
+    let (code, out, err) = atlas(&[
+        "surrogate",
+        path.to_str().unwrap(),
+        "--samples",
+        "100",
+        "--output",
+        fitted.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("poor fit"), "{err}");
+    assert!(!fitted.exists());
     std::fs::remove_dir_all(dir).ok();
 }

@@ -15,6 +15,7 @@ mod format;
 mod profile;
 mod progress;
 mod report;
+mod surrogate;
 mod sweep;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio, pad_right};
@@ -69,6 +70,10 @@ enum Command {
         /// Result cache: a folder, redis://HOST:PORT[/DB], memory, or off.
         #[arg(long, value_name = "DIR|redis://HOST:PORT|off", default_value = "off")]
         cache: String,
+        /// Solve this fitted problem (`atlas surrogate`) first, then polish from its
+        /// optimum on the true model; the objective reported is the true model's.
+        #[arg(long, value_name = "FITTED")]
+        surrogate: Option<PathBuf>,
     },
     /// Solve many variants of a problem: budget points (--budgets) or a scenario file.
     Sweep(sweep::SweepArgs),
@@ -105,6 +110,9 @@ enum Command {
     /// Measure the response model: time of a value, a gradient and a batch of 64 over
     /// random feasible plans, peak memory, concavity, the optimizers that take it.
     Profile(profile::ProfileArgs),
+    /// Fit the built-in curve model to an external model over space-filling feasible
+    /// plans; writes the fitted problem when the fit is good (R², held-out error).
+    Surrogate(surrogate::SurrogateArgs),
 }
 
 /// Runs the command line with the process arguments; returns the exit status
@@ -184,6 +192,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             format,
             quiet,
             cache,
+            surrogate,
         } => {
             let config = resolve_config(registry, optimizer.as_deref(), config.as_deref(), &set)?;
             if let Some(path) = &output {
@@ -204,6 +213,18 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
                         std::io::stderr().is_terminal(),
                     )),
                 ));
+            }
+            if let Some(fitted) = &surrogate {
+                // (models) The fitted problem's optimum is the true model's warm start.
+                let fitted = Compiled::from_path(fitted)?;
+                let first =
+                    if fitted.model().is_concave() == Some(true) && registry.contains("convex") {
+                        registry.config("convex", Map::new())?
+                    } else {
+                        resolve_config(registry, None, None, &[])?
+                    };
+                let solved = registry.optimize(&fitted, first.as_ref(), SolveOptions::default())?;
+                options.start = Some(solved.flat_allocation(&fitted)?);
             }
             let (compiled, result) = if cache == "off" {
                 let compiled = atlas_models::compile_path(&problem)?;
@@ -272,6 +293,7 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
         Command::Sweep(args) => sweep::run(args, registry, out),
         Command::Report(args) => report::run(&args, out),
         Command::Profile(args) => profile::run(&args, registry, out),
+        Command::Surrogate(args) => surrogate::run(&args, out),
         Command::Bench(args) => {
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {
@@ -315,7 +337,7 @@ fn to_json(result: &OptimizationResult) -> Result<String, Error> {
 
 /// The result file, with no partial file left on failure; a symlink, FIFO or device is
 /// written through (see [`atlas_core::files::write_atomically`]).
-fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
     atlas_core::files::write_atomically(path, &format!("{text}\n")).map_err(|e| Error::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
