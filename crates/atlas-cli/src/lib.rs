@@ -12,9 +12,13 @@ use atlas_core::{
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "server")]
+mod client;
 mod format;
 mod progress;
 mod report;
+#[cfg(feature = "server")]
+mod serve;
 mod sweep;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio};
@@ -102,6 +106,15 @@ enum Command {
     /// sweep result: allocation, flighting, response curves (with `--problem`),
     /// certificate, metrics; for a sweep the budget response curve.
     Report(report::ReportArgs),
+    /// The HTTP service: jobs and sweeps over a JSON API, on durable storage.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// Send a problem to a running service (`--wait`: print its result).
+    #[cfg(feature = "server")]
+    Submit(client::SubmitArgs),
+    /// List a running service's jobs.
+    #[cfg(feature = "server")]
+    Jobs(client::JobsArgs),
 }
 
 /// Runs the command line with the process arguments; returns the exit status
@@ -122,6 +135,20 @@ where
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
+    };
+    #[cfg(feature = "server")]
+    let cli = match cli.command {
+        // The service owns the registry for its whole life (its workers share it).
+        Command::Serve(args) => {
+            return match serve::run(args, registry) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        command => Cli { command },
     };
     let mut stdout = std::io::stdout().lock();
     match run(cli, &registry, &mut stdout) {
@@ -237,6 +264,16 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
         }
         Command::Sweep(args) => sweep::run(args, registry, out),
         Command::Report(args) => report::run(&args, out),
+        #[cfg(feature = "server")]
+        Command::Serve(_) => Err(Error::Solver {
+            optimizer: "serve".into(),
+            reason: "`atlas serve` runs through `atlas_cli::main`, which hands it the registry"
+                .into(),
+        }),
+        #[cfg(feature = "server")]
+        Command::Submit(args) => client::submit(&args, out),
+        #[cfg(feature = "server")]
+        Command::Jobs(args) => client::jobs(&args, out),
         Command::Bench(args) => {
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {
@@ -381,7 +418,7 @@ fn local_optimum_note(
 }
 
 /// `lbfgs` when this build has it, else the first registered optimizer.
-fn default_optimizer(registry: &Registry) -> String {
+pub(crate) fn default_optimizer(registry: &Registry) -> String {
     if registry.contains("lbfgs") {
         "lbfgs".to_string()
     } else {
