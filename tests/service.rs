@@ -205,17 +205,33 @@ fn every_example_problem_through_the_api_equals_the_cli() {
     let service = Service::start(&dir, "sqlite::memory:", &["--workers", "2"]);
     for file in common::problem_files() {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let cli = cli_json(&[
+        // The default optimizer where it accepts the problem, else the first that does
+        // (both sides use the same one).
+        let (s, v) = post_json(
+            &service.url("/v1/validate"),
+            &json!({"problem": problem_json(&file)}),
+        );
+        assert_eq!(s, 200, "{name}: {v}");
+        let capable: Vec<&str> = v["optimizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap())
+            .collect();
+        let mut args = vec![
             "optimize",
             file.to_str().unwrap(),
             "--format",
             "json",
             "--quiet",
-        ]);
-        let (status, job) = post_json(
-            &service.url("/v1/jobs?wait=300"),
-            &json!({"problem": problem_json(&file)}),
-        );
+        ];
+        let mut body = json!({"problem": problem_json(&file)});
+        if !capable.contains(&"lbfgs") {
+            args.extend(["--optimizer", capable[0]]);
+            body["optimizer"] = json!(capable[0]);
+        }
+        let cli = cli_json(&args);
+        let (status, job) = post_json(&service.url("/v1/jobs?wait=300"), &body);
         assert_eq!(status, 200, "{name}: {job}");
         assert_eq!(job["state"], "succeeded", "{name}: {job}");
         let api = &job["result"];
@@ -817,11 +833,7 @@ fn kill_9_loses_no_acknowledged_job() {
         );
         // `service` drops here: SIGKILL.
     }
-    let service = Service::start(
-        &dir,
-        "sqlite://jobs.db",
-        &["--workers", "2", "--log-format", "json"],
-    );
+    let service = Service::start(&dir, "sqlite://jobs.db", &["--workers", "2"]);
     let mut finished_before_restart = 0;
     let mut retried = 0;
     for id in &ids {
