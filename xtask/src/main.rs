@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod serve_bench;
 mod sweep_bench;
 
 const HELP: &str = "\
@@ -14,6 +15,9 @@ cargo xtask <command>
 commands:
   bench [OPTIONS]   benchmark every optimizer of a release build of `atlas` on the suite
                     (cargo xtask bench --help for the options)
+  bench serve [OPTIONS]
+                    a bounded load test of `atlas serve` on loopback: quickstart jobs
+                    with ?wait over keep-alive connections (cargo xtask bench serve --help)
   bench sweep [OPTIONS]
                     the speed of `atlas sweep`: warm starts, --jobs, the result cache,
                     beside SciPy and CVXPY (cargo xtask bench sweep --help)
@@ -24,6 +28,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench") if args.get(1).map(String::as_str) == Some("sweep") => {
             sweep_bench::run(&args[2..])
+        }
+        Some("bench") if args.get(1).map(String::as_str) == Some("serve") => {
+            serve_bench::run(&args[2..])
         }
         Some("bench") => bench::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {

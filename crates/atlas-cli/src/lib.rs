@@ -11,11 +11,15 @@ use atlas_core::{
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "server")]
+mod client;
 mod format;
 mod profile;
 mod progress;
 mod report;
 mod surrogate;
+#[cfg(feature = "server")]
+mod serve;
 mod sweep;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio, pad_right};
@@ -113,6 +117,15 @@ enum Command {
     /// Fit the built-in curve model to an external model over space-filling feasible
     /// plans; writes the fitted problem when the fit is good (R², held-out error).
     Surrogate(surrogate::SurrogateArgs),
+    /// The HTTP service: jobs and sweeps over a JSON API, on durable storage.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// Send a problem to a running service (`--wait`: print its result).
+    #[cfg(feature = "server")]
+    Submit(client::SubmitArgs),
+    /// List a running service's jobs.
+    #[cfg(feature = "server")]
+    Jobs(client::JobsArgs),
 }
 
 /// Runs the command line with the process arguments; returns the exit status
@@ -137,6 +150,20 @@ where
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
+    };
+    #[cfg(feature = "server")]
+    let cli = match cli.command {
+        // The service owns the registry for its whole life (its workers share it).
+        Command::Serve(args) => {
+            return match serve::run(args, registry) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        command => Cli { command },
     };
     let mut stdout = std::io::stdout().lock();
     let outcome =
@@ -294,6 +321,16 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
         Command::Report(args) => report::run(&args, out),
         Command::Profile(args) => profile::run(&args, registry, out),
         Command::Surrogate(args) => surrogate::run(&args, out),
+        #[cfg(feature = "server")]
+        Command::Serve(_) => Err(Error::Solver {
+            optimizer: "serve".into(),
+            reason: "`atlas serve` runs through `atlas_cli::main`, which hands it the registry"
+                .into(),
+        }),
+        #[cfg(feature = "server")]
+        Command::Submit(args) => client::submit(&args, out),
+        #[cfg(feature = "server")]
+        Command::Jobs(args) => client::jobs(&args, out),
         Command::Bench(args) => {
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {
@@ -453,7 +490,7 @@ fn local_optimum_note(
 }
 
 /// `lbfgs` when this build has it, else the first registered optimizer.
-fn default_optimizer(registry: &Registry) -> String {
+pub(crate) fn default_optimizer(registry: &Registry) -> String {
     if registry.contains("lbfgs") {
         "lbfgs".to_string()
     } else {

@@ -1,0 +1,292 @@
+//! `cargo xtask bench serve`: a bounded load test of `atlas serve` on loopback (issue 20).
+//! Builds the release binary with the `server` feature, starts it on 127.0.0.1 with a
+//! fresh SQLite database, and sends N quickstart jobs with `?wait=` over C keep-alive
+//! connections (a plain HTTP/1.1 client on std's TcpStream, one thread per connection).
+//! Reports throughput, latency percentiles and the service's resident memory after the
+//! first 1,000 jobs and after all of them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+const HELP: &str = "\
+cargo xtask bench serve [OPTIONS]
+
+  --jobs N           jobs to send (default 10000)
+  --connections C    concurrent keep-alive connections (default 64)
+  --workers W        the service's --workers (default: the number of cores)
+  --storage URL      the service's storage (default: sqlite://DIR/load.db?synchronous=normal)
+  --json FILE        also write the figures as JSON
+";
+
+struct Options {
+    jobs: usize,
+    connections: usize,
+    workers: Option<usize>,
+    storage: Option<String>,
+    json: Option<String>,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        jobs: 10_000,
+        connections: 64,
+        workers: None,
+        storage: None,
+        json: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| anyhow!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--jobs" => o.jobs = value()?.parse().context("--jobs")?,
+            "--connections" => o.connections = value()?.parse().context("--connections")?,
+            "--workers" => o.workers = Some(value()?.parse().context("--workers")?),
+            "--storage" => o.storage = Some(value()?),
+            "--json" => o.json = Some(value()?),
+            "--help" | "-h" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown option `{other}`\n\n{HELP}"),
+        }
+    }
+    if o.jobs == 0 || o.connections == 0 {
+        bail!("--jobs and --connections must be > 0");
+    }
+    Ok(o)
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Connection {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Connection {
+    fn open(addr: &str) -> Result<Self> {
+        let stream = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    /// Sends a request and reads the answer: (status, body).
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.writer.write_all(head.as_bytes())?;
+        self.writer.write_all(body)?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("bad status line `{line}`"))?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse()?;
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok((status, body))
+    }
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let o = parse(args)?;
+    let root = crate::workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--features",
+            "server",
+            "--bin",
+            "atlas",
+        ])
+        .status()
+        .with_context(|| format!("cannot run `{cargo}`"))?;
+    if !status.success() {
+        bail!("building atlas --features server failed");
+    }
+    let bin = root.join("target/release/atlas");
+    let dir = root.join("target/bench-serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let storage = o
+        .storage
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/load.db?synchronous=normal", dir.display()));
+    let workers = o
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut child = Command::new(&bin)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--storage",
+            &storage,
+            "--log-format",
+            "json",
+        ])
+        .args(["--workers", &workers.to_string(), "--max-queue", "1000000"])
+        .env("ATLAS_LOG", "warn,atlas_server=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("start atlas serve")?;
+    let pid = child.id();
+    let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+    let service = Service(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "atlas serve listening" {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("atlas serve did not start")?;
+    let text = std::fs::read_to_string(root.join("examples/problems/quickstart.toml"))?;
+    let problem: Value = toml::from_str(&text).context("examples/problems/quickstart.toml")?;
+    let body = serde_json::to_vec(&json!({ "problem": problem }))?;
+    let body = Arc::new(body);
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(o.jobs)));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let rss_at_1000 = Arc::new(Mutex::new(None::<f64>));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..o.connections)
+        .map(|_| {
+            let (addr, body, next, latencies, failures, rss_at_1000) = (
+                addr.clone(),
+                body.clone(),
+                next.clone(),
+                latencies.clone(),
+                failures.clone(),
+                rss_at_1000.clone(),
+            );
+            let jobs = o.jobs;
+            std::thread::spawn(move || -> Result<()> {
+                let mut conn = Connection::open(&addr)?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= jobs {
+                        return Ok(());
+                    }
+                    let t = Instant::now();
+                    let (status, answer) = conn.request("POST", "/v1/jobs?wait=120", &body)?;
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    let ok = status == 200
+                        && serde_json::from_slice::<Value>(&answer)
+                            .map(|v| v["state"] == "succeeded")
+                            .unwrap_or(false);
+                    if !ok {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut l = latencies.lock().unwrap_or_else(|p| p.into_inner());
+                    l.push(ms);
+                    if l.len() == 1000 {
+                        *rss_at_1000.lock().unwrap_or_else(|p| p.into_inner()) = rss_mib(pid);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| anyhow!("a load thread panicked"))??;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let rss_end = rss_mib(pid);
+    drop(service);
+    let mut l = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    l.sort_by(f64::total_cmp);
+    let failures = failures.load(Ordering::Relaxed);
+    let figures = json!({
+        "jobs": o.jobs,
+        "connections": o.connections,
+        "workers": workers,
+        "storage": storage,
+        "wall_s": wall,
+        "throughput_jobs_per_s": o.jobs as f64 / wall,
+        "latency_ms": {"p50": percentile(&l, 50.0), "p90": percentile(&l, 90.0), "p99": percentile(&l, 99.0), "max": l.last().copied().unwrap_or(f64::NAN)},
+        "failures": failures,
+        "rss_mib_after_1000": *rss_at_1000.lock().unwrap_or_else(|p| p.into_inner()),
+        "rss_mib_after_all": rss_end,
+    });
+    println!("{}", serde_json::to_string_pretty(&figures)?);
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{failures} job(s) did not answer 200 succeeded");
+        ExitCode::FAILURE
+    })
+}
