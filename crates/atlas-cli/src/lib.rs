@@ -17,9 +17,9 @@ mod format;
 mod profile;
 mod progress;
 mod report;
-mod surrogate;
 #[cfg(feature = "server")]
 mod serve;
+mod surrogate;
 mod sweep;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio, pad_right};

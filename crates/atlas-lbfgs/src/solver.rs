@@ -253,7 +253,7 @@ impl InnerSolver for ProjectedLbfgs {
             // stretch (a saturated logistic) made it vanish far from the optimum, which
             // was then reported converged (837,234 for an optimum of 912,103).
             let step = step.min(radius / gmax.max(1e-300));
-            let z: Vec<f64> = u.iter().zip(&g).map(|(a, b)| a - step * b).collect();
+            let z: Vec<f64> = u.iter().zip(g.iter()).map(|(a, b)| a - step * b).collect();
             let proj = ev.project_box_budget(&z, &mut y, tau_hint);
             tau_hint = Some(proj.tau);
             self.tau_hint = tau_hint;
