@@ -290,7 +290,7 @@ pub fn check_job(
     }
     let config = registry.config(&optimizer, settings)?;
     let capable = registry.capable_of(&compiled);
-    if registry.contains(&optimizer) && !capable.iter().any(|n| *n == optimizer) {
+    if registry.contains(&optimizer) && !capable.contains(&optimizer) {
         // The solve would refuse it: say so now, with the optimizers that can.
         let features = atlas_core::unsupported(&compiled.features(), &config.capabilities())
             .iter()
