@@ -66,12 +66,11 @@ impl<'a> Prob<'a> {
         self.mmm.discount_weights()
     }
 
-    /// Whether no channel carries spend over.
+    /// Whether no channel carries spend over and every adstock is the identity: the
+    /// water-filling path reads the curves at the spend itself. A single weight below 1
+    /// (a `max_lag` beyond the horizon, normalized over all its lags) is not the identity.
     pub(crate) fn separable(&self) -> bool {
-        self.mmm
-            .channels()
-            .iter()
-            .all(|c| c.adstock.weights().len() == 1)
+        self.mmm.channels().iter().all(|c| c.adstock.is_identity())
     }
 
     /// Adstocked spend `a = W u` (flat, like `u`).

@@ -203,3 +203,44 @@ proptest! {
         prop_assert!(sense * (bound - convex.objective) / scale <= 1e-7);
     }
 }
+
+/// Found by the fixed-seed CI run: one period with `max_lag = 2` keeps a single adstock
+/// weight of 1/1.1 (normalized over both lags), which the water-filling path once read as
+/// no carry-over, ending `converged` 3.4e-5 below the optimum that lbfgs reaches.
+#[test]
+fn a_single_adstock_weight_below_one_is_not_separable() {
+    let text = r#"
+name = "random"
+periods = 1
+budget = 1000000
+budget_mode = "exact"
+objective = "response"
+
+[[channels]]
+name = "c0"
+response = { kind = "hill", beta = 977201.2178738869, k = 250000, s = 1.0 }
+adstock = { kind = "geometric", decay = 0.1, max_lag = 2, normalize = true }
+
+[[channels]]
+name = "c1"
+response = { kind = "exponential", beta = 3491221.172808137, k = 970334.9441142322 }
+"#;
+    let problem = Problem::from_text(text, Format::Toml).unwrap();
+    let compiled = Compiled::new(&problem).unwrap();
+    let reg = registry();
+    let solve = |name: &str| {
+        let config = reg.default_config(name).unwrap();
+        reg.optimize(&compiled, config.as_ref(), Default::default())
+            .unwrap()
+    };
+    let convex = solve("convex");
+    let lbfgs = solve("lbfgs");
+    assert_eq!(convex.status, Status::Optimal);
+    let scale = lbfgs.objective.abs();
+    assert!(
+        (convex.objective - lbfgs.objective).abs() <= 1e-6 * scale,
+        "convex {} vs lbfgs {}",
+        convex.objective,
+        lbfgs.objective
+    );
+}
