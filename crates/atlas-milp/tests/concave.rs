@@ -38,7 +38,16 @@ fn check(file: &str, max_error: f64) {
         "{file}: gap {:e}",
         (bound - r.objective) / r.objective
     );
-    assert_eq!(r.status, Status::Optimal, "{file}");
+    // `optimal` only when the gap the result shows is within the stated tolerance
+    // (`mip_gap`, 1e-4 by default, plus `max_error`); otherwise the honest `converged`
+    // (profit.toml at max_error 1e-3 ends at a shown gap just above it).
+    let shown_gap = (bound - r.objective).abs() / r.objective.abs().max(1.0);
+    let expected = if shown_gap <= 1e-4 + max_error {
+        Status::Optimal
+    } else {
+        Status::Converged
+    };
+    assert_eq!(r.status, expected, "{file}: shown gap {shown_gap:e}");
 }
 
 #[test]

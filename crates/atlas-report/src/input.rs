@@ -510,7 +510,7 @@ mod tests {
         let e = parse_input(r#"{"name": "retail", "budget": 1.0}"#).unwrap_err();
         assert!(e.to_string().starts_with("allocation: missing"), "{e}");
         let e = parse_input("[1, 2]").unwrap_err();
-        assert!(e.to_string().contains("expected a JSON object"), "{e}");
+        assert!(e.to_string().contains("not an array"), "{e}");
         let e = parse_input(&RESULT.replace(r#""objective": 10.0,"#, "")).unwrap_err();
         assert!(e.to_string().contains("missing field `objective`"), "{e}");
         let e =
