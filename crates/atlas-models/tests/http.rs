@@ -245,8 +245,10 @@ fn large_batches_are_split_and_sent_concurrently() {
     assert_eq!(server.requests(), 8);
     assert_eq!(server.largest_batch(), 5);
     assert!(server.most_in_flight() > 1);
-    // 8 requests of 30 ms, 4 at a time: about 60 ms, well under 8 x 30 ms.
-    assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
+    // Concurrency is shown by the server's count of requests in flight, not by the
+    // wall clock (8 requests of 30 ms, 4 at a time, take about 60 ms on a quiet machine;
+    // a shared CI machine promises nothing).
+    eprintln!("40 points in 8 requests of 30 ms: {elapsed:?}");
     // A second pass is answered by the cache.
     compiled.model().value_batch(&points, &mut out);
     assert_eq!(server.requests(), 8);
