@@ -67,6 +67,7 @@ async fn kill_9_loses_no_acknowledged_job() {
         .expect("start the child");
     let stdout = child.stdout.take().unwrap();
     let (mut submitted, mut claimed, mut finished) = (Vec::new(), HashMap::new(), HashSet::new());
+    let mut killed = false;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
         let Some((what, id)) = line.split_once(' ') else {
@@ -83,11 +84,15 @@ async fn kill_9_loses_no_acknowledged_job() {
             }
             _ => {}
         }
-        if submitted.len() == 400 {
+        // Killed at the 400th acknowledgement; the reading goes on to the end of the
+        // pipe, because what the child printed before the signal landed (a claim and a
+        // finish after that submission, say) was acknowledged too.
+        if submitted.len() == 400 && !killed {
             child.kill().expect("SIGKILL the child");
-            break;
+            killed = true;
         }
     }
+    assert!(killed, "the child stopped before 400 submissions");
     let status = child.wait().unwrap();
     assert!(!status.success(), "the child was killed: {status:?}");
     eprintln!(
