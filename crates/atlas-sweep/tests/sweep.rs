@@ -360,7 +360,9 @@ fn a_plan_that_breaks_the_rules_is_a_failure_as_in_a_single_optimize() {
     assert_eq!(e.kind, single.status.as_str());
     assert_eq!(e.message, refused.to_string());
     assert!(
-        e.message.contains("min_roi") && e.message.contains("is no answer"),
+        e.message
+            .contains("constraints[1] (response >= 1.58 x total spend)")
+            && e.message.contains("is no answer"),
         "{}",
         e.message
     );
