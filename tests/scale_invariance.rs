@@ -262,7 +262,8 @@ fn run_grid(grid: &Grid<'_>) -> Outcome {
                 let cell = match solve(&scaled) {
                     Ok(objective) => {
                         let gap = gap_at(c, objective);
-                        if !(gap <= limit) {
+                        // A NaN gap fails too.
+                        if gap.is_nan() || gap > limit {
                             failures.push(format!(
                                 "{name} on {file} at budget {budget:e}: gap {gap:.3e} above {limit:.1e}"
                             ));
