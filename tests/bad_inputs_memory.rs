@@ -70,16 +70,18 @@ fn write_problem(
     path.to_string_lossy().into_owned()
 }
 
+/// Sizes kept to a few seconds in all on a loaded machine (the 1,000 x 1,000 problem at
+/// the variable limit took minutes there): the bound is linear in the size, so a tenth of
+/// the limit tests the same per-variable and per-coefficient terms.
 #[test]
-#[ignore = "its problem generator was fixed at the deadline and not yet rerun; run with --ignored"]
 fn validate_and_optimize_stay_within_the_documented_bound() {
     let dir = common::temp_dir("memory");
     // (channels, periods, channels under max_change, also optimize)
     for (channels, periods, changing, optimize) in [
         (3, 4, 0, true),
-        (1_000, 1_000, 0, false),
-        (500, 200, 500, false),
-        (100, 52, 100, true),
+        (300, 300, 0, false),
+        (100, 100, 100, false),
+        (30, 52, 30, true),
     ] {
         let path = write_problem(&dir, channels, periods, changing);
         let variables = channels * periods;

@@ -304,3 +304,132 @@ fn the_registry_holds_the_enabled_backends_and_their_defaults_round_trip() {
     atlas::register_enabled(&mut twice).unwrap();
     assert!(atlas::register_enabled(&mut twice).is_err());
 }
+
+/// An output that cannot be written is not bad input: exit status 1, a message on stderr
+/// naming the file, and no result on stdout that pretends it went anywhere. Issue 12
+/// saw these as exit 2, or as a panic after the file was written. Each command that
+/// writes a file is checked: a full device (`/dev/full`, written after the solve), a
+/// folder under a regular file and a folder that does not exist (found before the solve),
+/// a folder without write permission (where the test does not run as root, who may write
+/// anywhere).
+#[cfg(target_os = "linux")]
+#[test]
+fn outputs_that_cannot_be_written_are_exit_1_with_a_message() {
+    let dir = common::temp_dir("cli-unwritable");
+    let quickstart = problem("quickstart.toml");
+    // A result and a sweep result to report on.
+    let result = dir.join("result.json");
+    let (code, _, err) = atlas(&[
+        "optimize",
+        &quickstart,
+        "-q",
+        "-o",
+        result.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let result = result.to_string_lossy().into_owned();
+
+    let a_file = dir.join("a-file");
+    std::fs::write(&a_file, "x").unwrap();
+    let locked = dir.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let permissions_hold = std::fs::write(locked.join("probe"), "x").is_err();
+    let mut outputs = vec![
+        ("a full device", "/dev/full".to_string()),
+        (
+            "a folder under a file",
+            a_file.join("out.json").to_string_lossy().into_owned(),
+        ),
+        (
+            "a folder that does not exist",
+            dir.join("no-such-folder/out.json")
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    ];
+    if permissions_hold {
+        outputs.push((
+            "a folder without write permission",
+            locked.join("out.json").to_string_lossy().into_owned(),
+        ));
+    }
+    for (what, output) in &outputs {
+        let commands: Vec<(&str, Vec<&str>)> = vec![
+            (
+                "optimize",
+                vec!["optimize", &quickstart, "-q", "-o", output],
+            ),
+            (
+                "optimize --format json",
+                vec![
+                    "optimize",
+                    &quickstart,
+                    "-q",
+                    "--format",
+                    "json",
+                    "-o",
+                    output,
+                ],
+            ),
+            (
+                "sweep",
+                vec![
+                    "sweep",
+                    &quickstart,
+                    "--budgets",
+                    "0.8x,1x",
+                    "-q",
+                    "-o",
+                    output,
+                ],
+            ),
+            (
+                "sweep --plot",
+                vec![
+                    "sweep",
+                    &quickstart,
+                    "--budgets",
+                    "0.8x,1x",
+                    "-q",
+                    "--plot",
+                    output,
+                ],
+            ),
+            ("report", vec!["report", &result, "-q", "-o", output]),
+        ];
+        for (command, args) in commands {
+            let (code, stdout, stderr) = atlas(&args);
+            assert_eq!(
+                code, 1,
+                "{command} to {what} ({output}): exit {code}, stderr: {stderr}"
+            );
+            assert!(
+                stderr.contains(output.as_str()) && stderr.contains("cannot write"),
+                "{command} to {what}: the message names the file: {stderr}"
+            );
+            assert!(
+                !stderr.contains("panicked"),
+                "{command} to {what}: {stderr}"
+            );
+            assert!(
+                stdout.trim().is_empty(),
+                "{command} to {what}: nothing on stdout: {stdout}"
+            );
+        }
+    }
+    // Nothing was left in the folders that could not be written.
+    assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_dir(&locked).unwrap().count(),
+        usize::from(!permissions_hold)
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -30,6 +30,12 @@ pub struct ReportArgs {
 /// Runs `atlas report`: bad input (a missing or malformed file, a result that does not
 /// fit its problem) is an error naming the file and the field, and no file is written.
 pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), Error> {
+    // An output that cannot be written is not bad input (exit status 1), and is found
+    // before the page is drawn.
+    let to_stdout = args.output == Path::new("-");
+    if !to_stdout {
+        crate::check_output(&args.output)?;
+    }
     let input = atlas_report::read_input(&args.input)?;
     let (html, what) = match (&input, &args.scenario) {
         (Input::Sweep(sweep), Some(name)) => {
@@ -74,10 +80,13 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), Error> {
             )
         }
     };
-    if args.output == Path::new("-") {
+    if to_stdout {
         return out.write_all(html.as_bytes()).map_err(crate::stdout_error);
     }
-    atlas_report::write_file(&args.output, &html)?;
+    atlas_core::files::write_atomically(&args.output, &html).map_err(|e| Error::Write {
+        path: args.output.clone(),
+        message: e.to_string(),
+    })?;
     if !args.quiet {
         writeln!(
             out,

@@ -78,8 +78,9 @@ impl std::fmt::Debug for Scaled {
 
 impl Scaled {
     /// Scales `compiled`: spend by the budget, response by the response at a feasible
-    /// starting point (the even split projected onto the feasible set), or by the target
-    /// for `min_spend`. Fails when the rules admit no allocation.
+    /// starting point (the even split projected onto the feasible set; for `profit`, that
+    /// response's value, times the margin), or by the target for `min_spend`. Fails when
+    /// the rules admit no allocation.
     pub fn new(compiled: &Compiled) -> Result<Scaled, Error> {
         let infeasible = |e: InfeasibleError| Error::from(e).in_file(compiled.source());
         let spend_scale = compiled.budget();
@@ -94,11 +95,20 @@ impl Scaled {
             .project_cold(&even, &mut start)
             .map_err(|f| infeasible(f.into_infeasible()))?;
         let objective_kind = compiled.objective();
+        // (hard, issue 12) A profit is `margin * response - spend`: its unit is the value
+        // of the reference response, `margin * r`, so that `phi` is of order one whatever
+        // the unit of spend (a spend unit c times smaller makes the margin c times larger;
+        // with `r` alone, `phi` and its gradient shrank with the budget and the gradient
+        // methods stopped at once below budgets of about 1e-2).
+        let weight = match objective_kind {
+            Objective::Profit { margin } => margin,
+            _ => 1.0,
+        };
         let response_scale = match objective_kind {
             Objective::MinSpend { target } => target,
             _ => {
                 let x: Vec<f64> = start.iter().map(|u| u * spend_scale).collect();
-                let r = compiled.model().value(&x).abs();
+                let r = compiled.model().value(&x).abs() * weight;
                 if r.is_finite() && r > 1e-300 {
                     r
                 } else {

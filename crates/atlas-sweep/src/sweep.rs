@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use atlas_core::problem::{BudgetMode, Problem};
 use atlas_core::{
     CacheStatus, CancelToken, Compiled, Error, InputError, OptimizationResult, Registry,
-    SolveOptions, SolverConfig, Status,
+    SolveOptions, SolverConfig,
 };
 use serde_json::{Map, Value};
 
@@ -690,49 +690,27 @@ fn failure(name: &str, budget: f64, e: &Error) -> ScenarioError {
     }
 }
 
-/// A result that is not an answer: proven infeasible, or a limit reached before any
-/// feasible point was found. The message lists the rules the returned plan breaks.
+/// A result that is not an answer, by the check a single `optimize` makes
+/// ([`Compiled::check_result`]): proven infeasible (kind `infeasible`), or a plan that
+/// breaks the rules beyond the tolerance without a proof (kind: the status it stopped
+/// with, such as `max_iterations`). The message is that check's, naming the violated
+/// rules.
 fn result_failure(
     task: &Task,
     compiled: &Compiled,
     r: &OptimizationResult,
 ) -> Option<ScenarioError> {
-    let tolerance = compiled.feasibility_tolerance();
-    let infeasible = match r.status {
-        Status::Infeasible => true,
-        Status::Optimal
-        | Status::Converged
-        | Status::MaxIterations
-        | Status::MaxEvaluations
-        | Status::TimeLimit
-        | Status::StoppedEarly
-        | Status::Cancelled
-        | Status::NumericalError => r.max_violation > tolerance,
-    };
-    if !infeasible {
-        return None;
-    }
-    let x = r.flat_allocation(compiled).unwrap_or_default();
-    let mut violations = compiled.violations(&x, tolerance);
-    violations.sort_by(|a, b| b.amount.total_cmp(&a.amount));
-    let rules: Vec<String> = violations.iter().take(5).map(|v| v.what.clone()).collect();
-    let message = match r.status {
-        Status::Infeasible => format!("optimizer `{}` proved the rules infeasible", r.optimizer),
-        s => format!(
-            "optimizer `{}` stopped ({s}) without a feasible allocation (largest violation {:.3e})",
-            r.optimizer, r.max_violation
-        ),
-    };
-    let message = if rules.is_empty() {
-        message
-    } else {
-        format!("{message}; rules involved: {}", rules.join("; "))
+    let e = compiled.check_result(r).err()?;
+    let kind = match &e {
+        Error::Infeasible(_) => "infeasible".to_string(),
+        Error::Solver { .. } => r.status.as_str().to_string(),
+        other => error_kind(other).to_string(),
     };
     Some(ScenarioError {
         name: task.name.clone(),
         budget: Some(task.budget),
-        kind: r.status.as_str().to_string(),
-        message,
+        kind,
+        message: e.to_string(),
     })
 }
 

@@ -308,3 +308,63 @@ fn a_cancelled_sweep_lists_the_scenarios_it_did_not_start() {
     );
     assert!(r.scenarios.iter().all(|s| s.status == Status::Converged));
 }
+
+/// A scenario's result is checked as a single `optimize` checks it
+/// (`Compiled::check_result`): a plan that breaks the rules beyond the tolerance is never
+/// a solved scenario, and its error is the one `atlas optimize` would give (the status it
+/// stopped with as the kind, the violated rules named). Here `lbfgs` is stopped after one
+/// iteration on a `min_roi` rule that only the optimum itself meets, so its plan breaks
+/// the rule without a proof that no plan meets it.
+#[test]
+fn a_plan_that_breaks_the_rules_is_a_failure_as_in_a_single_optimize() {
+    let reg = registry();
+    let dir = scratch("check-result");
+    let text = std::fs::read_to_string(problems().join("quickstart.toml")).unwrap();
+    // quickstart's optimum returns 1.585 per unit of its exact budget: the most any plan
+    // returns, so a ROI of 1.58 is reached near the optimum only.
+    let path = dir.join("roi.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[[constraints]]\nkind = \"min_roi\"\nvalue = 1.58\n"),
+    )
+    .unwrap();
+    let base = atlas_core::Problem::from_path(&path).unwrap();
+    let settings: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"max_iterations": 1}"#).unwrap();
+
+    let compiled = Compiled::new(&base).unwrap();
+    let config = reg.config("lbfgs", settings.clone()).unwrap();
+    let single = reg
+        .optimize(&compiled, config.as_ref(), Default::default())
+        .unwrap();
+    let refused = compiled
+        .check_result(&single)
+        .expect_err("one iteration does not meet the rule");
+    assert!(matches!(refused, Error::Solver { .. }), "{refused}");
+
+    let r = Sweep::new(&reg, base)
+        .optimizer("lbfgs")
+        .settings(settings)
+        .run()
+        .unwrap();
+    assert!(
+        r.scenarios.is_empty(),
+        "a plan that breaks min_roi was listed as solved: {:?}",
+        r.scenarios
+            .iter()
+            .map(|s| (s.status, s.result.max_violation))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(r.errors.len(), 1);
+    let e = &r.errors[0];
+    assert_eq!(e.kind, single.status.as_str());
+    assert_eq!(e.message, refused.to_string());
+    assert!(
+        e.message
+            .contains("constraints[1] (response >= 1.58 x total spend)")
+            && e.message.contains("is no answer"),
+        "{}",
+        e.message
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
