@@ -4,9 +4,15 @@
 //! connections (a plain HTTP/1.1 client on std's TcpStream, one thread per connection).
 //! Reports throughput, latency percentiles and the service's resident memory after the
 //! first 1,000 jobs and after all of them.
+//!
+//! Before the load, the service overhead: jobs of one problem (`retail_q4.toml`) sent one
+//! at a time with `?wait=`, each job's API time (client side) minus the in-process solve
+//! time the job's result reports (`metrics.wall_time_s`), beside the CLI's process time
+//! (`atlas optimize FILE --format json -q`) for the same problem.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +28,11 @@ cargo xtask bench serve [OPTIONS]
   --connections C    concurrent keep-alive connections (default 64)
   --workers W        the service's --workers (default: the number of cores)
   --storage URL      the service's storage (default: sqlite://DIR/load.db?synchronous=normal)
+  --wait S           the jobs' ?wait= in seconds (default 5)
+  --overhead-jobs N  sequential jobs of the overhead measurement (default 200; 0 skips it)
+  --overhead-problem FILE
+                     its problem (default examples/problems/retail_q4.toml)
+  --cli-runs N       `atlas optimize` processes timed beside it (default 50)
   --json FILE        also write the figures as JSON
 ";
 
@@ -30,6 +41,10 @@ struct Options {
     connections: usize,
     workers: Option<usize>,
     storage: Option<String>,
+    wait: f64,
+    overhead_jobs: usize,
+    overhead_problem: String,
+    cli_runs: usize,
     json: Option<String>,
 }
 
@@ -39,6 +54,10 @@ fn parse(args: &[String]) -> Result<Options> {
         connections: 64,
         workers: None,
         storage: None,
+        wait: 5.0,
+        overhead_jobs: 200,
+        overhead_problem: "examples/problems/retail_q4.toml".into(),
+        cli_runs: 50,
         json: None,
     };
     let mut it = args.iter();
@@ -53,6 +72,10 @@ fn parse(args: &[String]) -> Result<Options> {
             "--connections" => o.connections = value()?.parse().context("--connections")?,
             "--workers" => o.workers = Some(value()?.parse().context("--workers")?),
             "--storage" => o.storage = Some(value()?),
+            "--wait" => o.wait = value()?.parse().context("--wait")?,
+            "--overhead-jobs" => o.overhead_jobs = value()?.parse().context("--overhead-jobs")?,
+            "--overhead-problem" => o.overhead_problem = value()?,
+            "--cli-runs" => o.cli_runs = value()?.parse().context("--cli-runs")?,
             "--json" => o.json = Some(value()?),
             "--help" | "-h" => {
                 print!("{HELP}");
@@ -63,6 +86,9 @@ fn parse(args: &[String]) -> Result<Options> {
     }
     if o.jobs == 0 || o.connections == 0 {
         bail!("--jobs and --connections must be > 0");
+    }
+    if !(o.wait.is_finite() && o.wait > 0.0 && o.wait <= 600.0) {
+        bail!("--wait must be more than 0 and at most 600 seconds");
     }
     Ok(o)
 }
@@ -136,6 +162,75 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// `{"problem": ...}` of a TOML problem file.
+fn job_body(file: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let problem: Value = toml::from_str(&text).with_context(|| file.display().to_string())?;
+    Ok(serde_json::to_vec(&json!({ "problem": problem }))?)
+}
+
+fn median_p99(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    json!({"median": percentile(&v, 50.0), "p99": percentile(&v, 99.0), "min": v.first().copied().unwrap_or(f64::NAN)})
+}
+
+/// `n` jobs one after another over one connection (after 10 unrecorded ones): the API
+/// time of each, the solve time its result reports, and their difference, in ms.
+fn overhead(addr: &str, body: &[u8], n: usize, wait_path: &str) -> Result<Value> {
+    let mut conn = Connection::open(addr)?;
+    let (mut api, mut solve, mut over) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n + 10 {
+        let t = Instant::now();
+        let (status, answer) = conn.request("POST", wait_path, body)?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let job: Value = serde_json::from_slice(&answer).context("job answer")?;
+        if status != 200 || job["state"] != "succeeded" {
+            bail!("overhead job {i}: status {status}, {job}");
+        }
+        let solve_ms = job["result"]["metrics"]["wall_time_s"]
+            .as_f64()
+            .ok_or_else(|| anyhow!("no result.metrics.wall_time_s in {job}"))?
+            * 1000.0;
+        if i >= 10 {
+            api.push(ms);
+            solve.push(solve_ms);
+            over.push(ms - solve_ms);
+        }
+    }
+    Ok(
+        json!({"jobs": n, "api_ms": median_p99(api), "solve_ms": median_p99(solve), "overhead_ms": median_p99(over)}),
+    )
+}
+
+/// `n` runs of `atlas optimize FILE --format json -q`: the process's wall time and the
+/// solve time it reports, in ms.
+fn cli_time(bin: &Path, file: &Path, n: usize) -> Result<Value> {
+    let (mut process, mut solve) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = Command::new(bin)
+            .arg("optimize")
+            .arg(file)
+            .args(["--format", "json", "-q"])
+            .stderr(Stdio::null())
+            .output()
+            .context("run atlas optimize")?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        if !out.status.success() {
+            bail!("atlas optimize {} failed: {}", file.display(), out.status);
+        }
+        let result: Value = serde_json::from_slice(&out.stdout).context("atlas optimize json")?;
+        process.push(ms);
+        solve.push(
+            result["metrics"]["wall_time_s"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+                * 1000.0,
+        );
+    }
+    Ok(json!({"runs": n, "process_ms": median_p99(process), "solve_ms": median_p99(solve)}))
 }
 
 struct Service(Child);
@@ -212,10 +307,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .context("atlas serve did not start")?;
-    let text = std::fs::read_to_string(root.join("examples/problems/quickstart.toml"))?;
-    let problem: Value = toml::from_str(&text).context("examples/problems/quickstart.toml")?;
-    let body = serde_json::to_vec(&json!({ "problem": problem }))?;
-    let body = Arc::new(body);
+    let wait_path = format!("/v1/jobs?wait={}", o.wait);
+    let overhead = if o.overhead_jobs > 0 {
+        let file = root.join(&o.overhead_problem);
+        let body = job_body(&file)?;
+        let api = overhead(&addr, &body, o.overhead_jobs, &wait_path)?;
+        let cli = cli_time(&bin, &file, o.cli_runs)?;
+        json!({"problem": o.overhead_problem, "api": api, "cli": cli})
+    } else {
+        Value::Null
+    };
+    let body = Arc::new(job_body(&root.join("examples/problems/quickstart.toml"))?);
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(o.jobs)));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -232,6 +334,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 rss_at_1000.clone(),
             );
             let jobs = o.jobs;
+            let wait_path = wait_path.clone();
             std::thread::spawn(move || -> Result<()> {
                 let mut conn = Connection::open(&addr)?;
                 loop {
@@ -240,7 +343,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                         return Ok(());
                     }
                     let t = Instant::now();
-                    let (status, answer) = conn.request("POST", "/v1/jobs?wait=120", &body)?;
+                    let (status, answer) = conn.request("POST", &wait_path, &body)?;
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     let ok = status == 200
                         && serde_json::from_slice::<Value>(&answer)
@@ -278,6 +381,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "failures": failures,
         "rss_mib_after_1000": *rss_at_1000.lock().unwrap_or_else(|p| p.into_inner()),
         "rss_mib_after_all": rss_end,
+        "wait_s": o.wait,
+        "overhead": overhead,
     });
     println!("{}", serde_json::to_string_pretty(&figures)?);
     if let Some(path) = &o.json {

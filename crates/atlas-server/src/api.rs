@@ -232,7 +232,7 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
         .map(|s| s.chars().take(200).collect())
 }
 
-#[utoipa::path(post, path = "/v1/jobs", tag = "v1", security(("bearer" = [])), request_body = JobRequest, params(("wait" = Option<f64>, Query, description = "Wait up to this many seconds for the job to finish")), responses((status = 200, description = "The finished job (with `wait`)", body = Object), (status = 202, description = "Queued", body = Object), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "The optimizer cannot honour the problem", body = ErrorBody), (status = 429, description = "Queue full (see Retry-After)", body = ErrorBody), (status = 503, description = "Shutting down or storage unavailable", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs", tag = "v1", security(("bearer" = [])), request_body = JobRequest, params(("wait" = Option<f64>, Query, description = "Wait up to this many seconds for the job to finish", minimum = 0, maximum = 600)), responses((status = 200, description = "The finished job (with `wait`)", body = Object), (status = 202, description = "Queued", body = Object), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "The optimizer cannot honour the problem", body = ErrorBody), (status = 429, description = "Queue full (see Retry-After)", body = ErrorBody), (status = 503, description = "Shutting down or storage unavailable", body = ErrorBody)))]
 pub(crate) async fn submit_job(
     State(state): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
@@ -379,19 +379,20 @@ pub struct JobList {
     pub next: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/jobs", tag = "v1", security(("bearer" = [])), params(("state" = Option<String>, Query, description = "queued, running, succeeded, failed or cancelled"), ("kind" = Option<String>, Query, description = "job, sweep or scenario"), ("limit" = Option<u32>, Query, description = "1 to 1000"), ("after" = Option<String>, Query, description = "The `next` cursor of the previous page")), responses((status = 200, description = "A page of jobs", body = JobList), (status = 400, description = "Bad filter or cursor", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "v1", security(("bearer" = [])), params(("state" = Option<String>, Query, description = "queued, running, succeeded, failed or cancelled", pattern = r"^(queued|running|succeeded|failed|cancelled)$"), ("kind" = Option<String>, Query, description = "job, sweep or scenario", pattern = r"^(job|sweep|scenario)$"), ("limit" = Option<u32>, Query, description = "1 to 1000", minimum = 1, maximum = 1000), ("after" = Option<String>, Query, description = "The `next` cursor of the previous page (a job id)", pattern = r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")), responses((status = 200, description = "A page of jobs", body = JobList), (status = 400, description = "Bad filter or cursor", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub(crate) async fn list_jobs(
     State(state): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<JobList>, ApiError> {
     let mut q = JobQuery::default();
-    if let Some(s) = query.get("state").filter(|s| !s.is_empty()) {
+    // An empty value is a value (`?state=` is not a state), not an absent filter.
+    if let Some(s) = query.get("state") {
         q.state = Some(JobState::from_str(s)?);
     }
-    if let Some(k) = query.get("kind").filter(|s| !s.is_empty()) {
+    if let Some(k) = query.get("kind") {
         q.kind = Some(JobKind::from_str(k)?);
     }
-    if let Some(l) = query.get("limit").filter(|s| !s.is_empty()) {
+    if let Some(l) = query.get("limit") {
         let limit: u32 = l.parse().map_err(|_| {
             ApiError::bad_field("limit", format!("limit: `{l}` is not a whole number"))
         })?;
@@ -406,7 +407,7 @@ pub(crate) async fn list_jobs(
         }
         q.limit = limit;
     }
-    q.after = query.get("after").filter(|s| !s.is_empty()).cloned();
+    q.after = query.get("after").cloned();
     let page = state.storage.list(&q).await?;
     Ok(Json(JobList {
         jobs: page.jobs,

@@ -7,6 +7,8 @@ mod observe;
 mod openapi;
 mod request;
 mod sweep;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::HashMap;
@@ -253,6 +255,28 @@ fn worker_name() -> String {
     format!("{host}/{}", std::process::id())
 }
 
+/// The shared state of the handlers and workers over an opened storage.
+pub(crate) fn new_state(
+    config: ServerConfig,
+    registry: Arc<Registry>,
+    storage: Arc<dyn Storage>,
+    tokens: Vec<String>,
+) -> Arc<AppState> {
+    let (finished, _) = broadcast::channel(4096);
+    Arc::new(AppState {
+        storage,
+        registry,
+        tokens,
+        metrics: observe::Metrics::install(),
+        running: Mutex::new(HashMap::new()),
+        finished,
+        stopping: watch::channel(false).0,
+        drain_over: watch::channel(false).0,
+        worker_name: worker_name(),
+        config,
+    })
+}
+
 /// Opens the storage, binds the address and starts the API and the workers on the
 /// current Tokio runtime. Solves run on the runtime's blocking pool, at most
 /// `config.workers` at once.
@@ -277,19 +301,7 @@ pub async fn start(config: ServerConfig, registry: Arc<Registry>) -> Result<Runn
     let addr = listener
         .local_addr()
         .map_err(|e| ServeError::Io(e.to_string()))?;
-    let (finished, _) = broadcast::channel(4096);
-    let state = Arc::new(AppState {
-        storage,
-        registry,
-        tokens,
-        metrics: observe::Metrics::install(),
-        running: Mutex::new(HashMap::new()),
-        finished,
-        stopping: watch::channel(false).0,
-        drain_over: watch::channel(false).0,
-        worker_name: worker_name(),
-        config,
-    });
+    let state = new_state(config, registry, storage, tokens);
     let workers = (0..state.config.workers)
         .map(|i| tokio::spawn(worker::run(state.clone(), i)))
         .collect();

@@ -94,6 +94,7 @@ pub struct JobRequest {
     /// Stop after this many seconds (status `time_limit`); at most the service's
     /// `--job-time-limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0)]
     pub time_limit_s: Option<f64>,
     /// Seed for optimizers that draw random numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,7 +268,7 @@ pub fn check_job(
             StatusCode::BAD_REQUEST,
             "limit",
             format!(
-                "problem: {} variables (channels x periods) is more than this service takes (at most {})",
+                "channels: {} variables (channels x periods) is more than this service takes (at most {})",
                 compiled.layout().len(),
                 limits.max_variables
             ),
