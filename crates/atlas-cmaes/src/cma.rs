@@ -5,19 +5,21 @@
 
 use rand::Rng;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::eigen::symmetric_eigen;
 
 /// Which covariance a run adapts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Shape {
     Full,
     Diagonal,
 }
 
 /// Why a run stopped by its own criteria (the tutorial's list, B.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Termination {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Termination {
     /// The range of the best values over recent generations, and of the current
     /// generation's values, fell below `TOL_FUN`.
     TolFun,
@@ -46,49 +48,75 @@ pub(crate) const TOL_X: f64 = 1e-12;
 /// Largest condition number of the covariance.
 const MAX_CONDITION: f64 = 1e14;
 
-/// The state of one run.
+/// The state of one run. Serializable: floats keep their exact bits (see [`crate::exact`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Cma {
     n: usize,
     lambda: usize,
     mu: usize,
+    #[serde(with = "crate::exact")]
     weights: Vec<f64>,
+    #[serde(with = "crate::exact")]
     mueff: f64,
+    #[serde(with = "crate::exact")]
     cc: f64,
+    #[serde(with = "crate::exact")]
     cs: f64,
+    #[serde(with = "crate::exact")]
     c1: f64,
+    #[serde(with = "crate::exact")]
     cmu: f64,
+    #[serde(with = "crate::exact")]
     damps: f64,
+    #[serde(with = "crate::exact")]
     chi_n: f64,
     shape: Shape,
+    #[serde(with = "crate::exact")]
     mean: Vec<f64>,
+    #[serde(with = "crate::exact")]
     sigma: f64,
+    #[serde(with = "crate::exact")]
     pc: Vec<f64>,
+    #[serde(with = "crate::exact")]
     ps: Vec<f64>,
     /// Full: the `n x n` covariance (row-major). Diagonal: its `n` diagonal entries.
+    #[serde(with = "crate::exact")]
     cov: Vec<f64>,
     /// Full: eigenvectors of `cov` as rows. Diagonal: unused.
+    #[serde(with = "crate::exact")]
     basis: Vec<f64>,
     /// Square roots of the eigenvalues (full) or of the diagonal (diagonal).
+    #[serde(with = "crate::exact")]
     scales: Vec<f64>,
     eigen_generation: u64,
     eigen_interval: u64,
     generation: u64,
     /// Best value of each generation (for TolFun and Stagnation) and median value.
+    #[serde(with = "crate::exact")]
     best_history: Vec<f64>,
+    #[serde(with = "crate::exact")]
     median_history: Vec<f64>,
+    #[serde(with = "crate::exact")]
     last_values_range: f64,
     numerical_failure: bool,
 }
 
 /// One generation's samples: `z ~ N(0, I)`, `y = B D z` (or `D z`), `x = m + sigma y`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Samples {
+    #[serde(with = "crate::exact")]
     pub(crate) z: Vec<Vec<f64>>,
+    #[serde(with = "crate::exact")]
     pub(crate) y: Vec<Vec<f64>>,
+    #[serde(with = "crate::exact")]
     pub(crate) x: Vec<Vec<f64>>,
 }
 
-/// A standard normal draw (Box-Muller, both values used).
+/// A standard normal draw (Box-Muller, both values used). Serializable with its cached
+/// second value, so that a resumed search draws what the uninterrupted one would.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Normal {
+    #[serde(with = "crate::exact")]
     spare: Option<f64>,
 }
 

@@ -1,17 +1,17 @@
-//! The `cmaes` solver: CMA-ES runs (with restarts) over the unit cube that the core maps
-//! onto the feasible set, evaluating each generation as one batch on a rayon pool.
+//! The `cmaes` solver: the in-process driver of [`CmaesSearch`] (CMA-ES runs with
+//! restarts over the unit cube), which maps each point onto the feasible set and
+//! evaluates each generation as one batch on a rayon pool.
 
 use std::ops::ControlFlow;
 
 use atlas_core::augmented::FEASIBLE;
-use atlas_core::{Context, Error, Solution, Solver, Status};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use atlas_core::{Context, Error, Evaluator, Scaled, Solution, Solver, Status};
 use rayon::prelude::*;
 
-use crate::cma::{Cma, Normal, Shape, Termination};
-use crate::config::{CmaesConfig, Covariance, Restarts, FULL_COVARIANCE_MAX_DIM};
+use crate::cma::Termination;
+use crate::config::CmaesConfig;
 use crate::repair::{FeasibleMap, Slot};
+use crate::search::CmaesSearch;
 
 /// Weight per variable of the penalty: the search ranks a sample by `phi` plus
 /// `PENALTY_PER_VARIABLE * n` times the squared distance that the map moved its box point
@@ -28,22 +28,6 @@ use crate::repair::{FeasibleMap, Slot};
 /// `scurve` end on values that differ by more than 1e-9, so that they all run.
 const PENALTY_PER_VARIABLE: f64 = 0.3;
 
-/// Largest population restarts grow to: `2e6 / n` samples, at most 100000 (memory stays
-/// within about 50 MB per generation).
-fn population_cap(n: usize, first: usize) -> usize {
-    (2_000_000 / n.max(1)).clamp(first, 100_000.max(first))
-}
-
-/// Relative tolerance within which a restart's best value equals the incumbent's (runs
-/// to the same optimum agree to about 1e-10 on the examples; distinct optima differ by
-/// 1e-3 or more).
-const CONFIRM_TOL: f64 = 1e-7;
-/// Largest difference per variable (scaled units: fractions of the budget) between a
-/// restart's best point and the incumbent for the two to be the same optimum.
-const CONFIRM_DISTANCE: f64 = 1e-3;
-/// Consecutive restarts ending on the incumbent's value after which restarts stop.
-const CONFIRMATIONS: u32 = 1;
-
 /// The `cmaes` optimizer, built from a checked [`CmaesConfig`].
 #[derive(Debug, Clone)]
 pub struct Cmaes {
@@ -54,14 +38,6 @@ impl Cmaes {
     pub(crate) fn new(config: CmaesConfig) -> Self {
         Self { config }
     }
-}
-
-/// How one run ended.
-enum RunEnd {
-    /// The context said stop (time, evaluations, early stopping, cancellation).
-    Stopped(Status),
-    /// The run's own criteria.
-    Terminated(Termination),
 }
 
 /// Status of a search that ended by the last run's own criteria. Every reason is listed,
@@ -85,34 +61,68 @@ struct Best {
     x: Vec<f64>,
 }
 
-/// What a solve shares between its runs.
-struct Search<'c, 'a> {
-    ctx: &'c Context<'a>,
+/// The value of a point of [`CmaesSearch`]'s coordinates on a problem, as the `cmaes`
+/// solver ranks it: the search's coordinates are the unit-cube coordinates of the
+/// problem's free variables (those whose bounds leave a positive range, in order); a
+/// point `v` is mapped onto the feasible set (bounds, budget, linear rules) and ranked by
+/// the scaled objective `phi` of its image plus the penalty `0.3 n` times the squared
+/// distance the map moved it and its squared distance outside the cube. A driver that
+/// evaluates [`CmaesSearch::ask`]'s points elsewhere tells these values to reproduce the
+/// in-process solver's search.
+pub struct SearchObjective<'a> {
     map: FeasibleMap<'a>,
     /// Number of variables of the problem.
     dim: usize,
-    /// Worker threads (`n_jobs > 1`); `None` evaluates on the calling thread.
-    pool: Option<rayon::ThreadPool>,
     /// Indices of the coordinates with a positive range; the others stay at their lower
     /// bound and are not searched.
     free: Vec<usize>,
-    best: Best,
-    /// Best `phi` of the current run, and its point.
-    run_best: (f64, Vec<f64>),
 }
 
-/// One evaluated sample.
-struct Evaluated {
+/// One evaluated point of the search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
     /// The feasible scaled allocation it maps to, with its objective `phi`; `None` when
     /// the projection failed.
-    point: Option<(Vec<f64>, f64)>,
-    /// `phi` plus the penalty: what the search ranks by.
-    ranked: f64,
+    pub point: Option<(Vec<f64>, f64)>,
+    /// `phi` plus the penalty (NaN when the projection failed or `phi` is not finite):
+    /// what the search ranks by, and what to tell it.
+    pub ranked: f64,
 }
 
-impl Search<'_, '_> {
-    fn dim(&self) -> usize {
+impl<'a> SearchObjective<'a> {
+    /// The objective of `problem`'s search.
+    pub fn new(problem: &'a Scaled) -> Self {
+        let set = problem.feasible_set();
+        let free = set
+            .finite_upper()
+            .iter()
+            .zip(set.lower())
+            .enumerate()
+            .filter(|(_, (h, l))| *h - *l > 0.0)
+            .map(|(i, _)| i)
+            .collect();
+        Self {
+            map: FeasibleMap::new(problem),
+            dim: problem.dim(),
+            free,
+        }
+    }
+
+    /// Number of search coordinates (free variables).
+    pub fn dims(&self) -> usize {
         self.free.len()
+    }
+
+    /// The search point of a scaled allocation `x` (the solver starts from that of the
+    /// problem's start).
+    pub fn search_point(&self, x: &[f64]) -> Vec<f64> {
+        let cube = self.map.inverse(x);
+        self.free.iter().map(|&i| cube[i]).collect()
+    }
+
+    /// Maps `v` onto the feasible set and evaluates it (counted by `ev`).
+    pub fn evaluate(&self, ev: &Evaluator<'_>, v: &[f64]) -> Evaluated {
+        self.evaluate_in(ev, v, &mut Slot::default())
     }
 
     /// The full cube point of a search point (fixed coordinates at zero).
@@ -124,42 +134,56 @@ impl Search<'_, '_> {
         full
     }
 
+    /// [`evaluate`](Self::evaluate) with the warm start of `slot`.
+    fn evaluate_in(&self, ev: &Evaluator<'_>, v: &[f64], slot: &mut Slot) -> Evaluated {
+        let weight = PENALTY_PER_VARIABLE * self.dim as f64;
+        let outside: f64 = v
+            .iter()
+            .map(|vi| {
+                let d = vi - vi.clamp(0.0, 1.0);
+                d * d
+            })
+            .sum();
+        let cube = self.cube_point(v);
+        let mut x = vec![0.0; self.dim];
+        match self.map.map(ev, &cube, &mut x, slot) {
+            Ok(moved) => {
+                let phi = ev.objective(&x);
+                // A non-finite model value ranks last (NaN sorts last in `tell`).
+                let ranked = if phi.is_finite() {
+                    phi + weight * (moved + outside)
+                } else {
+                    f64::NAN
+                };
+                Evaluated {
+                    point: Some((x, phi)),
+                    ranked,
+                }
+            }
+            Err(_) => Evaluated {
+                point: None,
+                ranked: f64::NAN,
+            },
+        }
+    }
+}
+
+/// What a solve shares between its runs.
+struct Search<'c, 'a> {
+    ctx: &'c Context<'a>,
+    objective: SearchObjective<'a>,
+    /// Worker threads (`n_jobs > 1`); `None` evaluates on the calling thread.
+    pool: Option<rayon::ThreadPool>,
+    best: Best,
+}
+
+impl Search<'_, '_> {
     /// Maps `points` onto the feasible set and evaluates them, in parallel on the pool
     /// when there is one. Each point is mapped and evaluated on its own (slot `k`'s
     /// warm start serves only sample `k`), so results do not depend on the threads.
     fn evaluate(&self, points: &[Vec<f64>], slots: &mut [Slot]) -> Vec<Evaluated> {
         let ev = self.ctx.evaluator();
-        let weight = PENALTY_PER_VARIABLE * self.dim as f64;
-        let one = |v: &Vec<f64>, slot: &mut Slot| -> Evaluated {
-            let outside: f64 = v
-                .iter()
-                .map(|vi| {
-                    let d = vi - vi.clamp(0.0, 1.0);
-                    d * d
-                })
-                .sum();
-            let cube = self.cube_point(v);
-            let mut x = vec![0.0; self.dim];
-            match self.map.map(ev, &cube, &mut x, slot) {
-                Ok(moved) => {
-                    let phi = ev.objective(&x);
-                    // A non-finite model value ranks last (NaN sorts last in `tell`).
-                    let ranked = if phi.is_finite() {
-                        phi + weight * (moved + outside)
-                    } else {
-                        f64::NAN
-                    };
-                    Evaluated {
-                        point: Some((x, phi)),
-                        ranked,
-                    }
-                }
-                Err(_) => Evaluated {
-                    point: None,
-                    ranked: f64::NAN,
-                },
-            }
-        };
+        let one = |v: &Vec<f64>, slot: &mut Slot| self.objective.evaluate_in(ev, v, slot);
         match &self.pool {
             Some(pool) => pool.install(|| {
                 points
@@ -204,9 +228,6 @@ impl Search<'_, '_> {
         }
         let flow = match generation_best {
             Some((phi, x, feasible)) => {
-                if feasible && phi < self.run_best.0 {
-                    self.run_best = (phi, x.clone());
-                }
                 if feasible && phi < self.best.phi {
                     self.best = Best { phi, x: x.clone() };
                 }
@@ -220,41 +241,47 @@ impl Search<'_, '_> {
         (evaluated.iter().map(|e| e.ranked).collect(), flow)
     }
 
-    /// One CMA-ES run until the context stops it or its own criteria end it.
-    fn run(&mut self, mut cma: Cma, rng: &mut ChaCha8Rng, normal: &mut Normal) -> RunEnd {
-        let lambda = cma.lambda();
-        let mut slots = vec![Slot::default(); lambda];
+    /// The in-process driver of the ask/tell search: each generation is asked for whole,
+    /// mapped onto the feasible set and evaluated as one batch (on the pool when there is
+    /// one), and told, until the context stops the search or the search finishes.
+    fn drive(&mut self, search: &mut CmaesSearch) -> Status {
+        let mut slots: Vec<Slot> = Vec::new();
         loop {
             if let Some(s) = self.ctx.should_stop() {
-                return RunEnd::Stopped(s);
+                return s;
             }
-            let samples = match &self.pool {
-                Some(pool) => pool.install(|| cma.ask(rng, normal, true)),
-                None => cma.ask(rng, normal, false),
+            let lambda = search.population();
+            let points = match &self.pool {
+                Some(pool) => pool.install(|| search.ask_with(lambda, true)),
+                None => search.ask_with(lambda, false),
             };
+            if points.is_empty() {
+                return status_of(search.finished().unwrap_or(Termination::TolFun));
+            }
+            // One warm-start slot per sample of a generation (reset when a restart
+            // changes the population, as a new run starts with fresh slots).
+            if slots.len() != points.len() {
+                slots = vec![Slot::default(); points.len()];
+            }
             // The evaluator never grants more than the evaluation budget: a last, partial
-            // generation is evaluated (its points may be the best) but not used to update.
-            let take = self.ctx.evaluator().grant(lambda);
-            let (values, flow) = self.evaluate_and_report(&samples.x[..take], &mut slots[..take]);
+            // generation is evaluated (its points may be the best) but not told.
+            let take = self.ctx.evaluator().grant(points.len());
+            let (values, flow) = self.evaluate_and_report(&points[..take], &mut slots[..take]);
             if let ControlFlow::Break(s) = flow {
-                return RunEnd::Stopped(s);
+                return s;
             }
-            if take < lambda {
-                return RunEnd::Stopped(self.ctx.should_stop().unwrap_or(Status::MaxEvaluations));
+            if take < points.len() {
+                return self.ctx.should_stop().unwrap_or(Status::MaxEvaluations);
             }
-            cma.tell(&samples, &values);
-            if let Some(t) = cma.termination() {
-                return RunEnd::Terminated(t);
+            let runs = search.runs();
+            search
+                .tell(&points, &values)
+                .expect("the points of the generation just asked for");
+            if search.runs() != runs {
+                slots.clear();
             }
         }
     }
-}
-
-/// Which regime a BIPOP run belongs to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Regime {
-    Large,
-    Small,
 }
 
 impl Solver for Cmaes {
@@ -268,16 +295,6 @@ impl Solver for Cmaes {
             ctx.limit_evaluations(limit);
         }
         let problem = ctx.problem();
-        let map = FeasibleMap::new(problem);
-        let set = problem.feasible_set();
-        let free: Vec<usize> = set
-            .finite_upper()
-            .iter()
-            .zip(set.lower())
-            .enumerate()
-            .filter(|(_, (h, l))| *h - *l > 0.0)
-            .map(|(i, _)| i)
-            .collect();
         let pool = if config.n_jobs > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(config.n_jobs)
@@ -291,21 +308,18 @@ impl Solver for Cmaes {
             None
         };
         let start = problem.start().to_vec();
-        let start_cube = map.inverse(&start);
+        let objective = SearchObjective::new(problem);
+        let v0 = objective.search_point(&start);
+        let n = objective.dims();
         let mut search = Search {
             ctx,
-            map,
-            dim: problem.dim(),
+            objective,
             pool,
-            free,
             best: Best {
                 phi: f64::INFINITY,
-                x: start.clone(),
+                x: start,
             },
-            run_best: (f64::INFINITY, Vec::new()),
         };
-        let n = search.dim();
-        let v0: Vec<f64> = search.free.iter().map(|&i| start_cube[i]).collect();
 
         // The starting allocation is evaluated first: the result is never worse than it.
         let mut one_slot = [Slot::default()];
@@ -319,99 +333,12 @@ impl Solver for Cmaes {
             return Ok(Solution::new(search.best.x, Status::Converged));
         }
 
-        let shape = match config.covariance {
-            Covariance::Full => Shape::Full,
-            Covariance::Diagonal => Shape::Diagonal,
-            Covariance::Auto if n <= FULL_COVARIANCE_MAX_DIM => Shape::Full,
-            Covariance::Auto => Shape::Diagonal,
-        };
-        let lambda0 = config
-            .population_size
-            .unwrap_or_else(|| 4 + (3.0 * (n as f64).ln()).floor() as usize);
-        let cap = population_cap(n, lambda0);
-        let mut rng = ctx.rng(config.seed, 0);
-        let mut normal = Normal::new();
-        let random_mean =
-            |rng: &mut ChaCha8Rng| -> Vec<f64> { (0..n).map(|_| rng.random::<f64>()).collect() };
-
-        let mut lambda_large = lambda0;
-        let mut large_restarts = 0u32;
-        let (mut evals_large, mut evals_small) = (0u64, 0u64);
-        let mut first = true;
-        let mut last_reason = Termination::TolFun;
-        let mut first_run = true;
-        let mut confirmations = 0;
-        let stopped = loop {
-            let (mean, sigma, lambda, regime) = if first {
-                first = false;
-                (v0.clone(), config.sigma0, lambda0, Regime::Large)
-            } else {
-                let small_turn = config.restarts == Restarts::Bipop && evals_small < evals_large;
-                if small_turn {
-                    // BIPOP's local regime (Hansen 2009): population between the default
-                    // and half the last large one, step size down to 1/100 of sigma0.
-                    let u: f64 = rng.random();
-                    let ratio = 0.5 * lambda_large as f64 / lambda0 as f64;
-                    let lambda = ((lambda0 as f64 * ratio.max(1.0).powf(u * u)).floor() as usize)
-                        .max(lambda0);
-                    let sigma = config.sigma0 * 10f64.powf(-2.0 * u);
-                    (random_mean(&mut rng), sigma, lambda, Regime::Small)
-                } else {
-                    if config.restarts == Restarts::None || large_restarts >= config.max_restarts {
-                        break None;
-                    }
-                    large_restarts += 1;
-                    lambda_large = (lambda_large * 2).min(cap);
-                    (
-                        random_mean(&mut rng),
-                        config.sigma0,
-                        lambda_large,
-                        Regime::Large,
-                    )
-                }
-            };
-            let before = ctx.evaluator().counts().evaluations;
-            let incumbent = (search.best.phi, search.best.x.clone());
-            search.run_best = (f64::INFINITY, Vec::new());
-            let end = search.run(Cma::new(mean, sigma, lambda, shape), &mut rng, &mut normal);
-            let used = ctx.evaluator().counts().evaluations - before;
-            match regime {
-                Regime::Large => evals_large += used,
-                Regime::Small => evals_small += used,
-            }
-            match end {
-                RunEnd::Stopped(s) => break Some(s),
-                // The next turn of the loop restarts or, when none is left, ends with
-                // this reason.
-                RunEnd::Terminated(t) => last_reason = t,
-            }
-            // A restart that ends on the incumbent (its value to CONFIRM_TOL, its point to
-            // CONFIRM_DISTANCE) found the same optimum again from a random start with a
-            // larger population; after CONFIRMATIONS such restarts in a row, more
-            // restarts are very unlikely to find a better one (on a concave problem every
-            // run ends there). The point is compared too, so that distinct optima of
-            // equal value (symmetric problems) do not count.
-            if !first_run {
-                let (value, point) = &search.run_best;
-                let same_value =
-                    (value - incumbent.0).abs() <= CONFIRM_TOL * incumbent.0.abs().max(1.0);
-                let same_point = point.len() == incumbent.1.len()
-                    && point
-                        .iter()
-                        .zip(&incumbent.1)
-                        .all(|(a, b)| (a - b).abs() <= CONFIRM_DISTANCE);
-                if same_value && same_point {
-                    confirmations += 1;
-                } else {
-                    confirmations = 0;
-                }
-                if confirmations >= CONFIRMATIONS {
-                    break None;
-                }
-            }
-            first_run = false;
-        };
-        let status = stopped.unwrap_or_else(|| status_of(last_reason));
+        let mut cma =
+            CmaesSearch::new(config, v0, ctx.rng(config.seed, 0)).map_err(|e| Error::Solver {
+                optimizer: "cmaes".to_string(),
+                reason: e.to_string(),
+            })?;
+        let status = search.drive(&mut cma);
         Ok(Solution::new(search.best.x, status))
     }
 }
