@@ -37,7 +37,7 @@ fn timed(runs: usize, mut f: impl FnMut() -> OptimizationResult) -> (f64, Optimi
 }
 
 fn solve(compiled: &Compiled, name: &str, settings: serde_json::Value) -> OptimizationResult {
-    let registry = atlas::registry();
+    let registry = atlas::registry().expect("the enabled optimizers register");
     let serde_json::Value::Object(map) = settings else {
         panic!("settings are an object")
     };

@@ -121,7 +121,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Error> {
-    let registry = atlas::registry();
+    let registry = atlas::registry().expect("the enabled optimizers register");
     let problem = rules();
 
     // 1. With gradients: every optimizer that takes a custom model.

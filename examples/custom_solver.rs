@@ -198,7 +198,13 @@ impl IterativeSolver for PgdRun {
 }
 
 fn main() -> ExitCode {
-    let mut registry = atlas::registry();
+    let mut registry = match atlas::registry() {
+        Ok(registry) => registry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = registry.register::<PgdConfig>() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;

@@ -3,10 +3,16 @@
 //! Finds the allocation of a marketing budget across channels and periods that maximizes
 //! a response model under business rules, with pluggable optimizers. This facade
 //! re-exports [`atlas_core`] and builds the [`registry`] of the optimizers enabled by
-//! Cargo features: `lbfgs`, `trust-region`, `convex`, `tpe`, `cmaes`, `milp`.
+//! Cargo features: `lbfgs`, `trust-region`, `convex`, `tpe`, `cmaes`, `milp`, and `auto`,
+//! which picks one of them for each problem ([`atlas_core::auto`]).
+//!
+//! The library alone depends on the core, the models and the enabled backends; the `atlas`
+//! command line (clap, the bench, the report's charts) is the `cli` feature, on by
+//! default: `atlas = { version = "0.1", default-features = false, features = ["convex"] }`
+//! is a lean library.
 //!
 //! ```
-//! let registry = atlas::registry();
+//! let registry = atlas::registry().unwrap();
 //! let compiled = atlas::Compiled::from_path("examples/problems/quickstart.toml").unwrap();
 //! let config = registry.default_config("lbfgs").unwrap();
 //! let result = registry.optimize(&compiled, config.as_ref(), Default::default()).unwrap();
@@ -51,7 +57,8 @@ pub use atlas_tpe;
 #[cfg(feature = "trust-region")]
 pub use atlas_trust_region;
 
-/// Registers every optimizer enabled by this build's features into `registry`.
+/// Registers every optimizer enabled by this build's features into `registry`, then
+/// `auto` choosing among those of `registry`.
 pub fn register_enabled(registry: &mut Registry) -> Result<(), Error> {
     #[cfg(feature = "lbfgs")]
     atlas_lbfgs::register(registry)?;
@@ -65,17 +72,16 @@ pub fn register_enabled(registry: &mut Registry) -> Result<(), Error> {
     atlas_cmaes::register(registry)?;
     #[cfg(feature = "milp")]
     atlas_milp::register(registry)?;
-    let _ = &registry;
-    Ok(())
+    // Last: `auto` chooses among the optimizers registered before it.
+    atlas_core::auto::register(registry)
 }
 
-/// A registry holding every optimizer enabled by this build's features.
-pub fn registry() -> Registry {
+/// A registry holding every optimizer enabled by this build's features, and `auto`.
+///
+/// Each backend registers one distinct name; a clash (a build defect, caught by the
+/// registry test) is the error [`Error::DuplicateOptimizer`].
+pub fn registry() -> Result<Registry, Error> {
     let mut registry = Registry::new();
-    // Each backend registers one distinct name; a clash is a build defect, caught by the
-    // registry test.
-    if let Err(e) = register_enabled(&mut registry) {
-        eprintln!("atlas: {e}");
-    }
-    registry
+    register_enabled(&mut registry)?;
+    Ok(registry)
 }

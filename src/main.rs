@@ -1,5 +1,11 @@
 //! The `atlas` command line; its code lives in the `atlas-cli` crate.
 
 fn main() -> std::process::ExitCode {
-    atlas_cli::main(atlas::registry())
+    match atlas::registry() {
+        Ok(registry) => atlas_cli::main(registry),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -238,15 +238,19 @@ fn bad_settings_and_optimizers_exit_2() {
             ],
         ),
         (
-            vec!["--set", "memroy=5"],
+            vec!["-O", "lbfgs", "--set", "memroy=5"],
             vec!["memroy", "did you mean `memory`", "valid settings"],
         ),
-        (vec!["--set", "memory=0"], vec!["memory", "1..=100"]),
-        (vec!["--set", "memory=abc"], vec!["memory"]),
-        (vec!["--set", "memory"], vec!["KEY=VALUE"]),
+        (
+            vec!["-O", "lbfgs", "--set", "memory=0"],
+            vec!["memory", "1..=100"],
+        ),
+        (vec!["-O", "lbfgs", "--set", "memory=abc"], vec!["memory"]),
+        (vec!["-O", "lbfgs", "--set", "memory"], vec!["KEY=VALUE"]),
         (vec!["--time-limit=-1"], vec!["--time-limit"]),
         (vec!["--time-limit", "0"], vec!["--time-limit", "> 0"]),
     ] {
+        // (`lbfgs`'s settings: the default optimizer, `auto`, has others.)
         let mut all = vec!["optimize", p, "-q"];
         all.extend(args.iter());
         let out = atlas(&all);

@@ -27,7 +27,7 @@ fn problem(name: &str) -> String {
 
 #[test]
 fn optimize_prints_a_table_per_channel() {
-    let (code, out, err) = atlas(&["optimize", &problem("quickstart.toml")]);
+    let (code, out, err) = atlas(&["optimize", &problem("quickstart.toml"), "-O", "lbfgs"]);
     assert_eq!(code, 0, "{err}");
     for text in [
         "quickstart",
@@ -58,7 +58,7 @@ fn optimize_prints_a_table_per_channel() {
 
 #[test]
 fn a_local_method_on_s_curves_warns_and_names_what_finds_the_global_optimum() {
-    let (code, _, err) = atlas(&["optimize", &problem("scurve.toml")]);
+    let (code, _, err) = atlas(&["optimize", &problem("scurve.toml"), "-O", "lbfgs"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("local optimum"), "{err}");
     assert!(err.contains("display"), "{err}");
@@ -68,6 +68,8 @@ fn a_local_method_on_s_curves_warns_and_names_what_finds_the_global_optimum() {
     let (code, _, err) = atlas(&[
         "optimize",
         &problem("scurve.toml"),
+        "-O",
+        "lbfgs",
         "--set",
         "multi_start=4",
     ]);
@@ -76,8 +78,11 @@ fn a_local_method_on_s_curves_warns_and_names_what_finds_the_global_optimum() {
         err.contains("local optimum") && !err.contains("multi_start"),
         "{err}"
     );
-    // Concave curves, or a method that proves its answer: no note.
+    // Concave curves, or a method that proves its answer (`auto`'s choice here): no note.
     let (code, _, err) = atlas(&["optimize", &problem("quickstart.toml")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("local optimum"), "{err}");
+    let (code, _, err) = atlas(&["optimize", &problem("scurve.toml")]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("local optimum"), "{err}");
     let (code, _, err) = atlas(&["optimize", &problem("scurve.toml"), "-O", "milp"]);
@@ -92,6 +97,8 @@ fn optimize_json_and_output_file_are_the_contract_result() {
     let (code, out, err) = atlas(&[
         "optimize",
         &problem("retail_q4.toml"),
+        "-O",
+        "lbfgs",
         "--format",
         "json",
         "--output",
@@ -184,6 +191,8 @@ fn settings_time_limits_and_config_files() {
     let (code, out, err) = atlas(&[
         "optimize",
         &problem("large.toml"),
+        "-O",
+        "lbfgs",
         "--set",
         "max_iterations=3",
         "--format",
@@ -201,6 +210,8 @@ fn settings_time_limits_and_config_files() {
     let (code, out, err) = atlas(&[
         "optimize",
         &problem("large.toml"),
+        "-O",
+        "lbfgs",
         "--time-limit",
         "0.001",
         "--format",
@@ -254,7 +265,12 @@ fn validate_and_list() {
         .iter()
         .map(|o| o["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, atlas::registry().names());
+    assert_eq!(
+        names,
+        atlas::registry()
+            .expect("the enabled optimizers register")
+            .names()
+    );
     let (code, _, _) = atlas(&["--version"]);
     assert_eq!(code, 0);
     let (code, _, _) = atlas(&["frobnicate"]);
@@ -263,8 +279,9 @@ fn validate_and_list() {
 
 #[test]
 fn the_registry_holds_the_enabled_backends_and_their_defaults_round_trip() {
-    let registry = atlas::registry();
-    let mut expected: Vec<&str> = Vec::new();
+    let registry = atlas::registry().expect("the enabled optimizers register");
+    // `auto`, registered last, whatever the backends.
+    let mut expected: Vec<&str> = vec!["auto"];
     for (enabled, name) in [
         (cfg!(feature = "lbfgs"), "lbfgs"),
         (cfg!(feature = "trust-region"), "trust-region"),

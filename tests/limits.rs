@@ -70,7 +70,7 @@ fn slow(path: std::path::PathBuf, delay: Duration) -> Compiled {
 }
 
 fn registry() -> Registry {
-    let mut registry = atlas::registry();
+    let mut registry = atlas::registry().expect("the enabled optimizers register");
     registry
         .register::<PgdConfig>()
         .expect("pgd registers beside the built-in optimizers");
@@ -258,7 +258,7 @@ fn every_optimizer_keeps_a_one_second_limit_on_the_large_problem() {
     let slow_large = slow(path.clone(), Duration::from_millis(1));
     let large = Compiled::from_path(&path).unwrap();
     // The built-in optimizers (the example's `pgd` is not one).
-    let registry = atlas::registry();
+    let registry = atlas::registry().expect("the enabled optimizers register");
     for name in registry.names() {
         let config = registry.default_config(name).unwrap();
         let compiled = if config.capabilities().needs_structure {

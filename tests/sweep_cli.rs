@@ -105,6 +105,8 @@ fn a_budget_sweep_prints_a_table_json_and_csv() {
         &problem("quickstart.toml"),
         "--budgets",
         "5e5,1e6",
+        "-O",
+        "lbfgs",
         "--format",
         "csv",
     ]);

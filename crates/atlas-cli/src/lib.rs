@@ -222,6 +222,8 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
             surrogate,
         } => {
             let config = resolve_config(registry, optimizer.as_deref(), config.as_deref(), &set)?;
+            // One solve at a time in a process of its own: its peak memory alone.
+            atlas_core::memory::reset_before_each_solve(true);
             if let Some(path) = &output {
                 check_output(path)?;
             }
@@ -332,6 +334,8 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
         #[cfg(feature = "server")]
         Command::Jobs(args) => client::jobs(&args, out),
         Command::Bench(args) => {
+            // The runs are one after another: each one's peak memory alone.
+            atlas_core::memory::reset_before_each_solve(true);
             let report = atlas_bench::run_cli(&args, registry, out, &mut std::io::stderr())?;
             if report.all_passed() {
                 Ok(())
@@ -489,17 +493,15 @@ fn local_optimum_note(
     Some(note)
 }
 
-/// `lbfgs` when this build has it, else the first registered optimizer.
+/// `auto` when this build has it (it picks the optimizer for each problem), else `lbfgs`,
+/// else the first registered optimizer.
 pub(crate) fn default_optimizer(registry: &Registry) -> String {
-    if registry.contains("lbfgs") {
-        "lbfgs".to_string()
-    } else {
-        registry
-            .names()
-            .first()
-            .map(|s| s.to_string())
-            .unwrap_or_default()
-    }
+    ["auto", "lbfgs"]
+        .into_iter()
+        .find(|n| registry.contains(n))
+        .map(str::to_string)
+        .or_else(|| registry.names().first().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 fn print_result(
@@ -513,8 +515,16 @@ fn print_result(
     writeln!(
         out,
         "{} · optimizer {} · {}",
-        result.problem, result.optimizer, result.status
+        result.problem,
+        match &result.selected {
+            Some(s) => format!("{} → {}", result.optimizer, s.optimizer),
+            None => result.optimizer.clone(),
+        },
+        result.status
     )?;
+    if let Some(s) = &result.selected {
+        writeln!(out, "selected       {}: {}", s.optimizer, s.reason)?;
+    }
     writeln!(out)?;
     write_channel_table(out, compiled, &x)?;
     writeln!(out)?;

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod augmented;
+pub mod auto;
 pub mod blackbox;
 mod cancel;
 mod compile;

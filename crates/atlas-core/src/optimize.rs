@@ -7,7 +7,7 @@ use crate::compile::Compiled;
 use crate::context::{Context, SolveOptions};
 use crate::error::{Error, InputError};
 use crate::observer::StartEvent;
-use crate::registry::{unsupported, SolverConfig};
+use crate::registry::SolverConfig;
 use crate::result::{Metrics, OptimizationResult};
 use crate::scaled::Scaled;
 
@@ -23,9 +23,10 @@ pub fn optimize(
     options: SolveOptions,
 ) -> Result<OptimizationResult, Error> {
     let started = Instant::now();
-    crate::memory::reset_peak();
+    // Reads the memory high-water mark; resets it only when the program asked for it.
+    crate::memory::solve_started();
     config.check()?;
-    let missing = unsupported(&compiled.features(), &config.capabilities());
+    let missing = config.refuses(compiled);
     if !missing.is_empty() {
         return Err(Error::Unsupported {
             optimizer: config.name().to_string(),

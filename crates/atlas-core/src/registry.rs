@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,21 +37,39 @@ pub trait SolverConfig: Send + Sync + Debug {
 
     /// The configuration's settings as a JSON object (without the `optimizer` tag).
     fn settings(&self) -> Value;
+
+    /// The features of `compiled` this optimizer cannot honour; empty when it accepts the
+    /// problem. By default the features its [`capabilities`](SolverConfig::capabilities)
+    /// exclude ([`unsupported`]); an optimizer that delegates (`auto`) answers for the
+    /// optimizers it would delegate to.
+    fn refuses(&self, compiled: &Compiled) -> Vec<Feature> {
+        unsupported(&compiled.features(), &self.capabilities())
+    }
 }
 
 /// Deserializes settings, or says which field failed and why.
-type ParseFn = fn(Value) -> Result<Box<dyn SolverConfig>, (String, String)>;
+pub(crate) type ParseFn =
+    dyn Fn(Value) -> Result<Box<dyn SolverConfig>, (String, String)> + Send + Sync;
 
 struct Entry {
     default: Box<dyn SolverConfig>,
-    parse: ParseFn,
+    parse: Box<ParseFn>,
 }
 
 /// Name → optimizer map, filled by each backend's `register` function (the facade does it
-/// for the enabled features). Duplicate names are rejected.
-#[derive(Default)]
+/// for the enabled features). Duplicate names are rejected. Cloning is cheap (the entries
+/// are shared): `auto` keeps a clone of the optimizers registered before it.
+#[derive(Default, Clone)]
 pub struct Registry {
-    entries: BTreeMap<&'static str, Entry>,
+    entries: BTreeMap<&'static str, Arc<Entry>>,
+}
+
+impl Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("names", &self.names())
+            .finish()
+    }
 }
 
 /// What the registry says about one optimizer.
@@ -66,19 +85,24 @@ pub struct OptimizerInfo {
     pub defaults: Value,
 }
 
+/// Deserializes a complete table of settings into `C`, or says which field failed and why.
+pub(crate) fn deserialize_settings<C: DeserializeOwned>(
+    value: Value,
+) -> Result<C, (String, String)> {
+    serde_path_to_error::deserialize::<_, C>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (
+            path,
+            crate::suggest::improve_serde_message(&e.inner().to_string()),
+        )
+    })
+}
+
 fn parse_typed<C: SolverConfig + DeserializeOwned + 'static>(
     value: Value,
 ) -> Result<Box<dyn SolverConfig>, (String, String)> {
-    serde_path_to_error::deserialize::<_, C>(value)
-        .map(|c| Box::new(c) as Box<dyn SolverConfig>)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            (
-                path,
-                crate::suggest::improve_serde_message(&e.inner().to_string()),
-            )
-        })
+    deserialize_settings::<C>(value).map(|c| Box::new(c) as Box<dyn SolverConfig>)
 }
 
 impl Registry {
@@ -92,19 +116,30 @@ impl Registry {
     where
         C: SolverConfig + Default + Serialize + DeserializeOwned + 'static,
     {
-        let default = C::default();
+        self.insert(Box::new(C::default()), Box::new(parse_typed::<C>))
+    }
+
+    /// Registers `default` under its name, with `parse` building a configuration from a
+    /// complete table of settings.
+    pub(crate) fn insert(
+        &mut self,
+        default: Box<dyn SolverConfig>,
+        parse: Box<ParseFn>,
+    ) -> Result<(), Error> {
         let name = default.name();
         if self.entries.contains_key(name) {
             return Err(Error::DuplicateOptimizer(name.to_string()));
         }
-        self.entries.insert(
-            name,
-            Entry {
-                default: Box::new(default),
-                parse: parse_typed::<C>,
-            },
-        );
+        self.entries
+            .insert(name, Arc::new(Entry { default, parse }));
         Ok(())
+    }
+
+    /// The same registry without `name` (`auto` chooses among the others).
+    pub(crate) fn without(&self, name: &str) -> Registry {
+        let mut out = self.clone();
+        out.entries.remove(name);
+        out
     }
 
     /// Registered names, sorted.
@@ -133,6 +168,7 @@ impl Registry {
     fn entry(&self, name: &str) -> Result<&Entry, Error> {
         self.entries
             .get(name)
+            .map(|e| e.as_ref())
             .ok_or_else(|| Error::UnknownOptimizer {
                 name: name.to_string(),
                 available: self.names().iter().map(|s| s.to_string()).collect(),
@@ -211,10 +247,11 @@ impl Registry {
             )
             .into());
         };
-        // Check the settings against the registered defaults, then let typetag build the
-        // configuration by name.
-        self.config(&name, map.clone())?;
-        let config: Box<dyn SolverConfig> =
+        // Check the settings against the registered defaults and check that typetag knows
+        // the name too; the registry's configuration is the one returned (for `auto` it
+        // carries the optimizers to choose from, which a document cannot).
+        let config = self.config(&name, map.clone())?;
+        let tagged: Box<dyn SolverConfig> =
             serde_json::from_value(Value::Object(map)).map_err(|e| {
                 ConfigError::new(
                     name.clone(),
@@ -222,7 +259,7 @@ impl Registry {
                     crate::suggest::improve_serde_message(&e.to_string()),
                 )
             })?;
-        config.check()?;
+        tagged.check()?;
         Ok(config)
     }
 
@@ -237,10 +274,9 @@ impl Registry {
 
     /// Names of registered optimizers that can honour every feature of `compiled`.
     pub fn capable_of(&self, compiled: &Compiled) -> Vec<String> {
-        let features = compiled.features();
         self.entries
             .iter()
-            .filter(|(_, e)| unsupported(&features, &e.default.capabilities()).is_empty())
+            .filter(|(_, e)| e.default.refuses(compiled).is_empty())
             .map(|(n, _)| n.to_string())
             .collect()
     }

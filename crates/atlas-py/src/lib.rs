@@ -32,7 +32,8 @@ use problem::{from_python, PyProblem};
 /// The optimizers of this build (every default backend of the `atlas` facade).
 pub(crate) fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(atlas::registry)
+    // Each backend registers one distinct name: a clash is a build defect.
+    REGISTRY.get_or_init(|| atlas::registry().expect("the enabled optimizers register"))
 }
 
 /// How often the waiting thread looks for a pending signal (Ctrl-C).
