@@ -97,7 +97,15 @@ fn validate_and_optimize_stay_within_the_documented_bound() {
         if optimize {
             let (code, stderr) = atlas_limited(
                 bound,
-                &["optimize", &path, "-q", "--set", "max_iterations=200"],
+                &[
+                    "optimize",
+                    &path,
+                    "-q",
+                    "-O",
+                    "lbfgs",
+                    "--set",
+                    "max_iterations=200",
+                ],
             );
             assert!(
                 matches!(code, Some(0) | Some(1)) && !stderr.contains("memory allocation"),
