@@ -5,8 +5,9 @@
 //! evaluates its start. Sizes beyond the documented limits are refused before they are
 //! allocated, so no case can allocate more than those limits allow.
 //!
-//! Deterministic: fixed seeds and case counts, no failure files; about 10 s in a release
-//! build (`cargo test --release --test fuzz_inputs`), printed by each test.
+//! Deterministic: fixed seeds and case counts (times `ATLAS_FUZZ_SCALE`, default 20), no
+//! failure files; `cargo test --release --test fuzz_inputs -- --nocapture` prints each
+//! test's time.
 
 mod common;
 
@@ -18,9 +19,18 @@ use atlas::{Compiled, Error, Format, Scaled};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
+/// How many times each test's base case count runs: `ATLAS_FUZZ_SCALE` (default 20, the
+/// CI's bounded run; 1 for a quick local pass, more for a longer hunt).
+fn scale() -> u32 {
+    std::env::var("ATLAS_FUZZ_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
 fn runner(cases: u32, seed: u64) -> TestRunner {
     TestRunner::new(Config {
-        cases,
+        cases: cases.saturating_mul(scale()),
         rng_seed: RngSeed::Fixed(seed),
         failure_persistence: None,
         max_shrink_iters: 256,
