@@ -69,17 +69,14 @@ fn served_model(
     (server, path, dir)
 }
 
-#[test]
-fn optimize_through_a_service_reports_finite_differences_and_the_optimum() {
-    let (_server, path, dir) = served("");
+/// `atlas optimize PATH EXTRA --quiet --output DIR/result.json`: exit 0, and the result
+/// file's objective is quickstart's optimum (1e-6 relative). Returns the result.
+fn optimize_to_quickstarts_optimum(path: &Path, extra: &[&str], dir: &Path) -> Value {
     let output = dir.join("result.json");
-    let (code, _, err) = atlas(&[
-        "optimize",
-        path.to_str().unwrap(),
-        "--quiet",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let mut args = vec!["optimize", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend(["--quiet", "--output", output.to_str().unwrap()]);
+    let (code, _, err) = atlas(&args);
     assert_eq!(code, 0, "{err}");
     let result: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
     let objective = result["objective"].as_f64().unwrap();
@@ -87,6 +84,13 @@ fn optimize_through_a_service_reports_finite_differences_and_the_optimum() {
         (objective - QUICKSTART_OPTIMUM).abs() < 1e-6 * QUICKSTART_OPTIMUM,
         "{objective}"
     );
+    result
+}
+
+#[test]
+fn optimize_through_a_service_reports_finite_differences_and_the_optimum() {
+    let (_server, path, dir) = served("");
+    let result = optimize_to_quickstarts_optimum(&path, &[], &dir);
     assert_eq!(result["metrics"]["gradient"], "finite_differences");
     assert!(result["metrics"]["cache_hits"].as_u64().is_some());
     std::fs::remove_dir_all(dir).ok();
@@ -160,23 +164,7 @@ fn a_surrogate_of_a_curve_model_is_exact_and_optimize_reports_the_true_objective
         assert!((a - b).abs() < 1e-6 * b, "{a} vs {b}");
     }
     let requests_before = server.points();
-    let output = dir.join("result.json");
-    let (code, _, err) = atlas(&[
-        "optimize",
-        path.to_str().unwrap(),
-        "--surrogate",
-        fitted.to_str().unwrap(),
-        "--quiet",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let result: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
-    let objective = result["objective"].as_f64().unwrap();
-    assert!(
-        (objective - QUICKSTART_OPTIMUM).abs() < 1e-6 * QUICKSTART_OPTIMUM,
-        "{objective}"
-    );
+    optimize_to_quickstarts_optimum(&path, &["--surrogate", fitted.to_str().unwrap()], &dir);
     // The objective is the service's: the polish asked it.
     assert!(server.points() > requests_before);
     std::fs::remove_dir_all(dir).ok();
