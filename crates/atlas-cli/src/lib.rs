@@ -494,15 +494,9 @@ fn local_optimum_note(
 }
 
 /// `auto` when this build has it (it picks the optimizer for each problem), else `lbfgs`,
-/// else the first registered optimizer.
-pub(crate) fn default_optimizer(registry: &Registry) -> String {
-    ["auto", "lbfgs"]
-        .into_iter()
-        .find(|n| registry.contains(n))
-        .map(str::to_string)
-        .or_else(|| registry.names().first().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
+/// else the first registered optimizer: the sweeps' rule, so that `optimize`, `sweep` and
+/// `serve` default alike.
+pub(crate) use atlas_sweep::default_optimizer;
 
 fn print_result(
     out: &mut dyn Write,
