@@ -86,6 +86,13 @@ pub enum Feature {
     NoHessian,
     /// A custom model, without the curve structure some backends build on.
     CustomModel,
+    /// A posterior model (`model.kind = "draws"`): this many draws, this risk.
+    Posterior {
+        /// Number of draws.
+        draws: usize,
+        /// The risk optimized (`mean`, `cvar 0.1`, `quantile 0.05`).
+        risk: String,
+    },
 }
 
 impl Feature {
@@ -119,6 +126,9 @@ impl Feature {
             Feature::NoGradient => "a model without gradients".to_string(),
             Feature::NoHessian => "a model without Hessian-vector products".to_string(),
             Feature::CustomModel => "a custom model (no curve structure)".to_string(),
+            Feature::Posterior { draws, risk } => format!(
+                "a posterior of {draws} draws (`model.kind = \"draws\"`, risk {risk}): this build does not certify posteriors; `lbfgs` and `trust-region` (mean, smoothed CVaR, quantile), `cmaes` and `tpe` (every risk) optimize them"
+            ),
         }
     }
 }
@@ -271,12 +281,27 @@ impl Compiled {
                     ));
                 }
             }
-            None => {
-                out.push(Feature::CustomModel);
-                if self.model.is_concave() != Some(true) {
-                    out.push(Feature::NonConcave(Vec::new()));
+            None => match self.model.posterior() {
+                // (draws) A posterior of the built-in model: named as such; S-curves in
+                // any draw name their channels.
+                Some(info) => {
+                    out.push(Feature::Posterior {
+                        draws: info.draws,
+                        risk: info.risk.describe(),
+                    });
+                    if !info.nonconcave.is_empty() {
+                        out.push(Feature::NonConcave(
+                            info.nonconcave.iter().map(|&c| names[c].clone()).collect(),
+                        ));
+                    }
                 }
-            }
+                None => {
+                    out.push(Feature::CustomModel);
+                    if self.model.is_concave() != Some(true) {
+                        out.push(Feature::NonConcave(Vec::new()));
+                    }
+                }
+            },
         }
         match self.model.derivatives() {
             Derivatives::ValueOnly => {
@@ -994,7 +1019,7 @@ fn check_response_reachable(
     Ok(())
 }
 
-fn check_curve(field: &str, spec: &CurveSpec) -> Check<Curve> {
+pub(crate) fn check_curve(field: &str, spec: &CurveSpec) -> Check<Curve> {
     let kind = spec.kind;
     let allowed = kind.parameters();
     for (name, value) in spec.given() {
@@ -1056,7 +1081,16 @@ fn check_curve(field: &str, spec: &CurveSpec) -> Check<Curve> {
 }
 
 fn check_adstock(field: &str, channel: &Channel, periods: usize) -> Check<Adstock> {
-    let Some(a) = &channel.adstock else {
+    check_adstock_spec(field, channel.adstock.as_ref(), periods)
+}
+
+/// Checks one adstock entry (none: no carry-over) for a horizon of `periods`.
+pub(crate) fn check_adstock_spec(
+    field: &str,
+    adstock: Option<&crate::problem::AdstockSpec>,
+    periods: usize,
+) -> Check<Adstock> {
+    let Some(a) = adstock else {
         return Ok(Adstock::identity());
     };
     let decay = finite(&format!("{field}.decay"), a.decay)?;

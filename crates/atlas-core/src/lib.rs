@@ -34,6 +34,7 @@ mod cancel;
 mod compile;
 mod context;
 pub mod curve;
+pub mod draws;
 mod error;
 pub mod executor;
 pub mod feasible;

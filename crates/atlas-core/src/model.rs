@@ -89,6 +89,25 @@ pub trait Model: Send + Sync {
     fn stats(&self) -> Option<crate::model_spec::ModelStats> {
         None
     }
+
+    /// The response of every draw of a posterior model at `x` (whose value is a risk
+    /// measure of them); `None` for other models.
+    fn draws(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let _ = x;
+        None
+    }
+
+    /// What a posterior model is (draws, risk), for the registry and fronts; `None` for
+    /// other models.
+    fn posterior(&self) -> Option<crate::draws::PosteriorInfo> {
+        None
+    }
+
+    /// A smooth stand-in that optimizers see in place of this model (the smoothed CVaR of
+    /// a posterior); results are always evaluated on this model. `None`: this model.
+    fn solver_model(&self) -> Option<Arc<dyn Model>> {
+        None
+    }
 }
 
 /// Geometric carry-over as a banded lower-triangular map: `a[t] = sum_l w_l x[t-l]`.

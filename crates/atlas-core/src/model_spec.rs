@@ -27,6 +27,9 @@ pub enum ModelSpec {
     Onnx(OnnxSpec),
     /// A prediction service over HTTP (contract section 3).
     Http(HttpSpec),
+    /// A posterior of the built-in model, optimized for a risk measure (contract section
+    /// 4; see [`crate::draws`]).
+    Draws(crate::draws::DrawsSpec),
 }
 
 /// `kind = "onnx"`: a graph taking `[N, C*T]` or `[N, C, T]` spend and returning `[N]` or
@@ -108,6 +111,7 @@ impl ModelSpec {
             ModelSpec::Mmm => "mmm",
             ModelSpec::Onnx(_) => "onnx",
             ModelSpec::Http(_) => "http",
+            ModelSpec::Draws(_) => "draws",
         }
     }
 
@@ -121,6 +125,11 @@ impl ModelSpec {
     pub fn check(&self, problem: &Problem) -> Result<(), InputError> {
         if !self.is_external() {
             return Ok(());
+        }
+        // (draws) A posterior is the built-in model: the channels' `response` and
+        // `adstock` entries are the defaults of its draws, and discounting applies.
+        if let ModelSpec::Draws(d) = self {
+            return d.check();
         }
         let kind = self.kind();
         if problem.discount != 0.0 {
@@ -151,7 +160,7 @@ impl ModelSpec {
             }
         }
         match self {
-            ModelSpec::Mmm => Ok(()),
+            ModelSpec::Mmm | ModelSpec::Draws(_) => Ok(()),
             ModelSpec::Onnx(s) => {
                 if s.path.as_os_str().is_empty() {
                     return Err(InputError::new(
@@ -286,6 +295,18 @@ pub fn compile_with_loader(
         None => c,
     };
     match &problem.model {
+        Some(ModelSpec::Draws(spec)) => {
+            // (draws) Read here, in the core: a posterior is the built-in model's.
+            let base = source
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let model = crate::draws::load(spec, problem, &base)
+                .map_err(|e| e.in_file(source))?;
+            Compiled::with_model(problem, Arc::new(model))
+                .map(tie)
+                .map_err(|e| e.in_file(source))
+        }
         Some(spec) if spec.is_external() => {
             spec.check(problem)
                 .map_err(|e| Error::Input(e.in_file(source)))?;

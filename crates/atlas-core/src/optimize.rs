@@ -127,6 +127,7 @@ pub fn optimize(
             .filter(|m| m.is_finite())
             .map(|m| scaled.budget_multiplier_from_scaled(m)),
         cache: None,
+        risk: compiled.risk(&x),
     };
     for (_, mut obs) in ctx.take_observers() {
         obs.on_finish(&result);

@@ -196,6 +196,17 @@ pub struct CurveSpec {
 }
 
 impl CurveSpec {
+    /// The entry of parameter `name` (one of [`CurveKind::parameters`]; `beta` otherwise).
+    pub fn parameter_mut(&mut self, name: &str) -> &mut Option<f64> {
+        match name {
+            "k" => &mut self.k,
+            "s" => &mut self.s,
+            "lam" => &mut self.lam,
+            "alpha" => &mut self.alpha,
+            _ => &mut self.beta,
+        }
+    }
+
     fn with(kind: CurveKind, beta: f64) -> Self {
         Self {
             kind,

@@ -314,6 +314,7 @@ pub fn unsupported(features: &[Feature], caps: &Capabilities) -> Vec<Feature> {
             Feature::NoGradient => caps.needs_gradient,
             Feature::NoHessian => caps.needs_hessian,
             Feature::CustomModel => caps.needs_structure,
+            Feature::Posterior { .. } => caps.needs_structure,
             _ => false,
         })
         .cloned()

@@ -74,6 +74,10 @@ pub struct OptimizationResult {
     /// 4); absent when the solve ran without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStatus>,
+    /// The spread of the objective over the draws of a posterior model, for the returned
+    /// allocation (`models.md` section 4); absent for other models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::draws::RiskBlock>,
 }
 
 /// The optimizer that `auto` chose for a problem, and why.
@@ -218,6 +222,10 @@ pub struct Evaluation {
     pub feasible: bool,
     /// Total spend.
     pub total_spend: f64,
+    /// The spread of the objective over the draws of a posterior model (absent for
+    /// other models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::draws::RiskBlock>,
 }
 
 impl Evaluation {
@@ -229,6 +237,7 @@ impl Evaluation {
             max_violation,
             feasible: max_violation <= compiled.feasibility_tolerance(),
             total_spend: x.iter().sum(),
+            risk: compiled.risk(x),
         }
     }
 }

@@ -123,7 +123,11 @@ impl Scaled {
             }
             None => (
                 Arc::new(ScaledModel::new(
-                    compiled.model().clone(),
+                    // (draws) The smoothed CVaR of a posterior, where there is one.
+                    compiled
+                        .model()
+                        .solver_model()
+                        .unwrap_or_else(|| compiled.model().clone()),
                     spend_scale,
                     response_scale,
                 )),

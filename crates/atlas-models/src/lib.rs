@@ -35,6 +35,13 @@ impl ModelLoader for Loader {
                 )
                 .into())
             }
+            ModelSpec::Draws(_) => {
+                return Err(atlas_core::InputError::new(
+                    "model.kind",
+                    "`draws` posteriors are read by the core (`compile_with_loader`); they need no loader",
+                )
+                .into())
+            }
             ModelSpec::Http(h) => Box::new(HttpModel::new(h, dim)?),
             #[cfg(feature = "onnx")]
             ModelSpec::Onnx(o) => Box::new(onnx::OnnxModel::load(
