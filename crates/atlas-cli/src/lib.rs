@@ -532,6 +532,9 @@ fn print_result(
         "objective      {:>18}  ({objective_name})",
         fmt_amount(result.objective)
     )?;
+    if let Some(risk) = &result.risk {
+        write_risk(out, compiled, risk)?;
+    }
     if let Objective::MinSpend { target } = compiled.objective() {
         writeln!(
             out,
@@ -670,6 +673,9 @@ fn print_evaluation(
     write_channel_table(out, compiled, x)?;
     writeln!(out)?;
     writeln!(out, "objective      {:>18}", fmt_amount(e.objective))?;
+    if let Some(risk) = &e.risk {
+        write_risk(out, compiled, risk)?;
+    }
     writeln!(out, "total spend    {:>18}", fmt_amount(e.total_spend))?;
     writeln!(
         out,
@@ -678,6 +684,35 @@ fn print_evaluation(
         if e.feasible { "feasible" } else { "INFEASIBLE" }
     )?;
     write_violations(out, compiled, x)
+}
+
+/// The spread of the objective over a posterior's draws (`models.md` section 4): what
+/// the plan gives on average, in the worst tenth of the draws, and at three percentiles.
+fn write_risk(
+    out: &mut dyn Write,
+    compiled: &Compiled,
+    risk: &atlas_core::draws::RiskBlock,
+) -> std::io::Result<()> {
+    let optimized = compiled
+        .model()
+        .posterior()
+        .map(|p| p.risk.describe())
+        .unwrap_or_else(|| "mean".to_string());
+    writeln!(
+        out,
+        "over draws     {:>18}  ({} draws; the objective above is the {optimized})",
+        "", risk.draws
+    )?;
+    for (name, v) in [
+        ("  mean", risk.mean),
+        ("  cvar 10%", risk.cvar_10),
+        ("  p05", risk.p05),
+        ("  p50", risk.p50),
+        ("  p95", risk.p95),
+    ] {
+        writeln!(out, "{}  {:>18}", pad_right(name, 13), fmt_amount(v))?;
+    }
+    Ok(())
 }
 
 /// The rules `x` violates beyond the feasibility tolerance, largest first (none printed

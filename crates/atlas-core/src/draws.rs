@@ -378,7 +378,11 @@ fn read_csv(path: &Path, problem: &Problem) -> Result<RawDraws, Error> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
     let Some((_, header)) = lines.next() else {
-        return Err(InputError::new("", "empty file: expected a header row of columns like `tv.response.beta`").into());
+        return Err(InputError::new(
+            "",
+            "empty file: expected a header row of columns like `tv.response.beta`",
+        )
+        .into());
     };
     enum Column {
         Curve(usize, &'static str),
@@ -394,7 +398,11 @@ fn read_csv(path: &Path, problem: &Problem) -> Result<RawDraws, Error> {
         };
         let (channel, rest) = match col.split_once('.') {
             Some(p) => p,
-            None => return Err(bad("expected `channel.response.PARAMETER` or `channel.adstock.decay`".into())),
+            None => {
+                return Err(bad(
+                    "expected `channel.response.PARAMETER` or `channel.adstock.decay`".into(),
+                ))
+            }
         };
         let Some(c) = names.iter().position(|n| *n == channel) else {
             let hint = crate::suggest::nearest(channel, names.iter().copied())
@@ -458,7 +466,10 @@ fn read_csv(path: &Path, problem: &Problem) -> Result<RawDraws, Error> {
             .collect();
         for (cell, column) in cells.iter().zip(&columns) {
             let c = match column {
-                Column::Curve(c, _) | Column::Decay(c) | Column::MaxLag(c) | Column::Normalize(c) => *c,
+                Column::Curve(c, _)
+                | Column::Decay(c)
+                | Column::MaxLag(c)
+                | Column::Normalize(c) => *c,
             };
             let name = names[c];
             let number = |field: &str| -> Result<f64, Error> {
@@ -556,7 +567,10 @@ pub fn load(spec: &DrawsSpec, problem: &Problem, base_dir: &Path) -> Result<Draw
 fn build(spec: &DrawsSpec, problem: &Problem, raw: RawDraws) -> Result<DrawsModel, InputError> {
     let d_count = raw.len();
     if d_count == 0 {
-        return Err(InputError::new("draws", "empty: a posterior needs at least one draw"));
+        return Err(InputError::new(
+            "draws",
+            "empty: a posterior needs at least one draw",
+        ));
     }
     let channels = problem.channels.len();
     let periods = problem.periods.max(1);
@@ -1113,9 +1127,7 @@ impl Model for DrawsModel {
     fn posterior(&self) -> Option<PosteriorInfo> {
         let cs = self.inner.layout.n_channels();
         let nonconcave = (0..cs)
-            .filter(|&c| {
-                (0..self.inner.draws).any(|d| !self.inner.curves[d * cs + c].is_concave())
-            })
+            .filter(|&c| (0..self.inner.draws).any(|d| !self.inner.curves[d * cs + c].is_concave()))
             .collect();
         Some(PosteriorInfo {
             draws: self.inner.draws,
@@ -1179,14 +1191,14 @@ impl Model for SmoothedCvar {
         let h_sum: f64 = s.h.iter().sum();
         let hv_sum: f64 = s.h.iter().zip(&dir).map(|(h, d)| h * d).sum();
         let mean = if h_sum > 0.0 { hv_sum / h_sum } else { 0.0 };
-        let coef: Vec<f64> = s
-            .h
-            .iter()
-            .zip(&dir)
-            .map(|(h, d)| h / s.k * (mean - d))
-            .collect();
+        let coef: Vec<f64> =
+            s.h.iter()
+                .zip(&dir)
+                .map(|(h, d)| h / s.k * (mean - d))
+                .collect();
         let mut acc = vec![0.0; self.inner.slots.len() * t];
-        self.inner.accumulate(&pass.d2, &s.weights, &mut acc, Some(&b));
+        self.inner
+            .accumulate(&pass.d2, &s.weights, &mut acc, Some(&b));
         self.inner.accumulate(&pass.d1, &coef, &mut acc, None);
         self.inner.back(acc, out);
         Some(())
@@ -1292,7 +1304,11 @@ mod tests {
             xp[i] += h;
             xm[i] -= h;
             let fd = (m.value(&xp) - m.value(&xm)) / (2.0 * h);
-            assert!((fd - g[i]).abs() <= tol * (1.0 + g[i].abs()), "grad {i}: {fd} vs {}", g[i]);
+            assert!(
+                (fd - g[i]).abs() <= tol * (1.0 + g[i].abs()),
+                "grad {i}: {fd} vs {}",
+                g[i]
+            );
         }
         let mut hv = vec![0.0; n];
         m.hessian_vector(x, v, &mut hv).unwrap();
@@ -1305,7 +1321,11 @@ mod tests {
         m.gradient(&xm, &mut gm);
         for i in 0..n {
             let fd = (gp[i] - gm[i]) / (2.0 * h);
-            assert!((fd - hv[i]).abs() <= 10.0 * tol * (1.0 + hv[i].abs()), "hv {i}: {fd} vs {}", hv[i]);
+            assert!(
+                (fd - hv[i]).abs() <= 10.0 * tol * (1.0 + hv[i].abs()),
+                "hv {i}: {fd} vs {}",
+                hv[i]
+            );
         }
     }
 
@@ -1341,7 +1361,11 @@ mod tests {
             check_derivatives(&s, &x, &v, 1e-5);
             let cvar = exact.value(&x);
             let smooth = s.value(&x);
-            assert!(smooth <= cvar + 1e-12 && smooth >= cvar - s.bound() - 1e-12, "{smooth} {cvar} {}", s.bound());
+            assert!(
+                smooth <= cvar + 1e-12 && smooth >= cvar - s.bound() - 1e-12,
+                "{smooth} {cvar} {}",
+                s.bound()
+            );
         }
     }
 

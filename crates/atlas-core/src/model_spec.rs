@@ -301,8 +301,7 @@ pub fn compile_with_loader(
                 .and_then(Path::parent)
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
-            let model = crate::draws::load(spec, problem, &base)
-                .map_err(|e| e.in_file(source))?;
+            let model = crate::draws::load(spec, problem, &base).map_err(|e| e.in_file(source))?;
             Compiled::with_model(problem, Arc::new(model))
                 .map(tie)
                 .map_err(|e| e.in_file(source))
