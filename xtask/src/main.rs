@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod bench;
 mod serve_bench;
 mod sweep_bench;
+mod workers_bench;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -21,6 +22,9 @@ commands:
   bench sweep [OPTIONS]
                     the speed of `atlas sweep`: warm starts, --jobs, the result cache,
                     beside SciPy and CVXPY (cargo xtask bench sweep --help)
+  bench workers [OPTIONS]
+                    `atlas worker` processes on PostgreSQL: sweep scaling with 1, 2, ...
+                    workers and tiny-job throughput (cargo xtask bench workers --help)
 ";
 
 fn main() -> ExitCode {
@@ -31,6 +35,9 @@ fn main() -> ExitCode {
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("serve") => {
             serve_bench::run(&args[2..])
+        }
+        Some("bench") if args.get(1).map(String::as_str) == Some("workers") => {
+            workers_bench::run(&args[2..])
         }
         Some("bench") => bench::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {

@@ -94,13 +94,13 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 /// One keep-alive HTTP/1.1 connection.
-struct Connection {
+pub(crate) struct Connection {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
 }
 
 impl Connection {
-    fn open(addr: &str) -> Result<Self> {
+    pub(crate) fn open(addr: &str) -> Result<Self> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
         stream.set_nodelay(true)?;
         Ok(Self {
@@ -110,7 +110,12 @@ impl Connection {
     }
 
     /// Sends a request and reads the answer: (status, body).
-    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    pub(crate) fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()

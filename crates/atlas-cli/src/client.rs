@@ -46,11 +46,36 @@ pub struct SubmitArgs {
     time_limit: Option<f64>,
 }
 
-/// `atlas jobs`.
+/// `atlas jobs`: a running service's jobs (`--server`), or, for operators, the jobs of a
+/// storage read and changed directly (`--storage`: list, `--show ID`, `--retry ID`).
 #[derive(Debug, Args)]
 pub struct JobsArgs {
-    #[command(flatten)]
-    server: ServerArgs,
+    /// The service's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "storage",
+        conflicts_with = "storage"
+    )]
+    server: Option<String>,
+    /// File whose first line is the bearer token (else $ATLAS_TOKEN, if set).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    token_file: Option<PathBuf>,
+    /// Read the storage itself instead of a service: sqlite://PATH or
+    /// postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
+    /// With --storage: print this job in full (its result and error too).
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "storage",
+        conflicts_with = "retry"
+    )]
+    show: Option<String>,
+    /// With --storage: queue this failed or cancelled job again from scratch.
+    #[arg(long, value_name = "ID", requires = "storage")]
+    retry: Option<String>,
     /// Only jobs in this state (queued, running, succeeded, failed, cancelled).
     #[arg(long)]
     state: Option<String>,
@@ -261,7 +286,14 @@ pub fn submit(args: &SubmitArgs, out: &mut dyn Write) -> Result<(), Error> {
 
 /// `atlas jobs`: one page of the service's jobs.
 pub fn jobs(args: &JobsArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let client = Client::new(&args.server)?;
+    if let Some(storage) = &args.storage {
+        return crate::store_jobs::run(storage, args, out);
+    }
+    let server = ServerArgs {
+        server: args.server.clone().unwrap_or_default(),
+        token_file: args.token_file.clone(),
+    };
+    let client = Client::new(&server)?;
     let mut path = format!("/v1/jobs?limit={}", args.limit);
     if let Some(s) = &args.state {
         path.push_str(&format!("&state={s}"));
@@ -273,9 +305,40 @@ pub fn jobs(args: &JobsArgs, out: &mut dyn Write) -> Result<(), Error> {
     if status != 200 {
         return Err(answer_error(&client.base, status, &answer));
     }
-    match args.format {
+    print_jobs(&answer, args.format, out)
+}
+
+impl JobsArgs {
+    /// `--show`, `--retry`, `--state`, `--limit`, `--after`.
+    pub(crate) fn show(&self) -> Option<&str> {
+        self.show.as_deref()
+    }
+    pub(crate) fn retry(&self) -> Option<&str> {
+        self.retry.as_deref()
+    }
+    pub(crate) fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit
+    }
+    pub(crate) fn after(&self) -> Option<&str> {
+        self.after.as_deref()
+    }
+    pub(crate) fn format(&self) -> OutputFormat {
+        self.format
+    }
+}
+
+/// A page `{"jobs": [...], "next"?}` as JSON or as a table.
+pub(crate) fn print_jobs(
+    answer: &Value,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    match format {
         OutputFormat::Json => {
-            let text = serde_json::to_string_pretty(&answer).unwrap_or_default();
+            let text = serde_json::to_string_pretty(answer).unwrap_or_default();
             writeln!(out, "{text}").map_err(stdout_error)
         }
         OutputFormat::Table => {

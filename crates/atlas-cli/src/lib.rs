@@ -19,8 +19,12 @@ mod progress;
 mod report;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod store_jobs;
 mod surrogate;
 mod sweep;
+#[cfg(feature = "server")]
+mod worker;
 
 use format::{fmt_amount, fmt_duration, fmt_ratio, pad_right};
 
@@ -120,10 +124,15 @@ enum Command {
     /// The HTTP service: jobs and sweeps over a JSON API, on durable storage.
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
+    /// A worker without the HTTP API: claims jobs and sweep scenarios from a storage
+    /// shared with `atlas serve` (PostgreSQL for many machines) and runs them.
+    #[cfg(feature = "server")]
+    Worker(worker::WorkerArgs),
     /// Send a problem to a running service (`--wait`: print its result).
     #[cfg(feature = "server")]
     Submit(client::SubmitArgs),
-    /// List a running service's jobs.
+    /// List a running service's jobs (--server), or list, show and retry the jobs of a
+    /// storage directly (--storage, for operators).
     #[cfg(feature = "server")]
     Jobs(client::JobsArgs),
 }
@@ -156,6 +165,15 @@ where
         // The service owns the registry for its whole life (its workers share it).
         Command::Serve(args) => {
             return match serve::run(args, registry) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Command::Worker(args) => {
+            return match worker::run(args, registry) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -327,6 +345,12 @@ pub fn run(cli: Cli, registry: &Registry, out: &mut dyn Write) -> Result<(), Err
         Command::Serve(_) => Err(Error::Solver {
             optimizer: "serve".into(),
             reason: "`atlas serve` runs through `atlas_cli::main`, which hands it the registry"
+                .into(),
+        }),
+        #[cfg(feature = "server")]
+        Command::Worker(_) => Err(Error::Solver {
+            optimizer: "worker".into(),
+            reason: "`atlas worker` runs through `atlas_cli::main`, which hands it the registry"
                 .into(),
         }),
         #[cfg(feature = "server")]

@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// A host an `http` model in a request may call (repeatable; none by default).
     #[arg(long = "allow-model-host", value_name = "HOST[:PORT]")]
     allow_model_host: Vec<String>,
+    /// Result cache of the in-process workers: memory, off, a folder, or
+    /// redis://HOST:PORT[/DB] (shared with every worker).
+    #[arg(long, default_value = "memory")]
+    cache: String,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -78,6 +82,7 @@ pub fn run(args: ServeArgs, registry: Registry) -> Result<(), Error> {
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
     config.default_optimizer = crate::default_optimizer(&registry);
+    config.cache = args.cache;
     config.log_format = match args.log_format {
         LogFormat::Text => atlas_server::LogFormat::Text,
         LogFormat::Json => atlas_server::LogFormat::Json,

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub default_optimizer: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Result cache of the workers (`scenarios.md` section 4): `memory` (the default),
+    /// `off`, a folder, or `redis://HOST:PORT[/DB]` (shared by every process).
+    pub cache: String,
 }
 
 impl ServerConfig {
@@ -87,6 +90,7 @@ impl ServerConfig {
             limits: Limits::default(),
             default_optimizer: "lbfgs".into(),
             log_format: LogFormat::Text,
+            cache: "memory".into(),
         }
     }
 }
@@ -183,6 +187,8 @@ pub(crate) struct AppState {
     /// `true` once the drain time ran out: hand running jobs back.
     pub drain_over: watch::Sender<bool>,
     pub worker_name: String,
+    /// The result cache of this process's solves (`None`: `--cache off`).
+    pub cache: Option<Arc<atlas_sweep::Cache>>,
 }
 
 /// A service started by [`start`].
@@ -202,25 +208,201 @@ impl Running {
         tracing::info!("shutting down: no new jobs; draining running ones");
         let _ = self.state.stopping.send(true);
         let _ = self.stop.send(true);
-        let mut workers = self.workers;
-        let all_done = async {
-            for w in workers.iter_mut() {
-                let _ = w.await;
-            }
-        };
-        if tokio::time::timeout(drain, all_done).await.is_err() {
-            tracing::warn!("drain time over: handing running jobs back to the queue");
-            let _ = self.state.drain_over.send(true);
-            for w in workers {
-                let _ = w.await;
-            }
-        }
+        drain_workers(&self.state, self.workers, drain).await;
         match self.server.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ServeError::Io(e.to_string())),
             Err(e) => Err(ServeError::Io(e.to_string())),
         }
     }
+}
+
+/// Stops the workers of `state`: no new claims, running jobs get `drain` to finish, then
+/// unfinished ones are handed back to the queue.
+async fn drain_workers(
+    state: &AppState,
+    mut workers: Vec<tokio::task::JoinHandle<()>>,
+    drain: Duration,
+) {
+    let _ = state.stopping.send(true);
+    let all_done = async {
+        for w in workers.iter_mut() {
+            let _ = w.await;
+        }
+    };
+    if tokio::time::timeout(drain, all_done).await.is_err() {
+        tracing::warn!("drain time over: handing running jobs back to the queue");
+        let _ = state.drain_over.send(true);
+        for w in workers {
+            let _ = w.await;
+        }
+    }
+}
+
+/// The settings of `atlas worker` (contract `service.md` sections 1 and 3): a process
+/// without the HTTP API that runs the same worker loop as `atlas serve`'s in-process
+/// workers against a shared storage.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Storage URL (`postgres://...` to share the queue between machines; a
+    /// `sqlite://PATH` file works for processes of one machine).
+    pub storage: String,
+    /// Jobs this process runs at once.
+    pub concurrency: usize,
+    /// Lease of a claim, renewed every third of it while the job runs.
+    pub lease: Duration,
+    /// Result cache (`memory`, `off`, a folder, `redis://HOST:PORT[/DB]`).
+    pub cache: String,
+    /// Longest a job may run (a request's `time_limit_s` is capped to it).
+    pub job_time_limit: Option<Duration>,
+    /// Limits and allowed model hosts, as the API checks them (a worker checks every
+    /// stored request again before it runs it).
+    pub limits: Limits,
+    /// The optimizer of a request that names none.
+    pub default_optimizer: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// How long running jobs may finish after SIGTERM before they are handed back.
+    pub drain: Duration,
+    /// Exit once the storage had no queued and no running job for this long (a one-off
+    /// sweep's workers, e.g. a Kubernetes Indexed Job); `None`: run until SIGTERM.
+    pub exit_when_idle: Option<Duration>,
+}
+
+impl WorkerConfig {
+    /// The defaults of the contract (one job at once per core, 30 s leases, a memory
+    /// cache) for `storage`.
+    pub fn new(storage: impl Into<String>) -> Self {
+        Self {
+            storage: storage.into(),
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            lease: Duration::from_secs(30),
+            cache: "memory".into(),
+            job_time_limit: None,
+            limits: Limits::default(),
+            default_optimizer: "lbfgs".into(),
+            log_format: LogFormat::Text,
+            drain: DRAIN_TIMEOUT,
+            exit_when_idle: None,
+        }
+    }
+
+    fn server_config(&self) -> ServerConfig {
+        let mut c = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), self.storage.clone());
+        c.workers = self.concurrency;
+        c.lease = self.lease;
+        c.cache = self.cache.clone();
+        c.job_time_limit = self.job_time_limit;
+        c.limits = self.limits.clone();
+        c.default_optimizer = self.default_optimizer.clone();
+        c.log_format = self.log_format;
+        c
+    }
+}
+
+/// Workers started by [`start_workers`].
+pub struct Workers {
+    state: Arc<AppState>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// The name this process writes into each job it claims (`host/pid`).
+    pub fn name(&self) -> &str {
+        &self.state.worker_name
+    }
+
+    /// Resolves once the storage has had no queued and no running job (of any worker)
+    /// for `quiet`, by its counts checked every second at most.
+    pub async fn until_idle(&self, quiet: Duration) {
+        let every = (quiet / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut idle_since: Option<std::time::Instant> = None;
+        loop {
+            match self.state.storage.queue_stats().await {
+                Ok(s) if s.queued == 0 && s.running == 0 => {
+                    let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= quiet {
+                        tracing::info!("no queued or running job left: exiting (--exit-when-idle)");
+                        return;
+                    }
+                }
+                Ok(_) => idle_since = None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count the queue");
+                    idle_since = None;
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Stops as on SIGTERM: no new claims, running jobs get `drain` to finish, then
+    /// unfinished ones are handed back to the queue (their attempt does not count).
+    pub async fn shutdown(self, drain: Duration) {
+        tracing::info!("worker stopping: no new claims; draining running jobs");
+        drain_workers(&self.state, self.tasks, drain).await;
+        tracing::info!("worker stopped");
+    }
+}
+
+/// Opens the storage and the cache and starts `config.concurrency` worker loops on the
+/// current Tokio runtime (the loop of `atlas serve`'s in-process workers).
+pub async fn start_workers(
+    config: WorkerConfig,
+    registry: Arc<Registry>,
+) -> Result<Workers, ServeError> {
+    if config.concurrency == 0 {
+        return Err(ServeError::Config(
+            "--concurrency: must be at least 1".into(),
+        ));
+    }
+    if config.storage.trim() == "sqlite::memory:" {
+        return Err(ServeError::Config(
+            "--storage sqlite::memory:: a worker needs a storage other processes share (postgres://... or sqlite://PATH)".into(),
+        ));
+    }
+    let cache = open_cache(&config.cache)?;
+    let storage = atlas_store::open(&config.storage).await?;
+    let state = new_state(config.server_config(), registry, storage, Vec::new(), cache);
+    let tasks = (0..config.concurrency)
+        .map(|i| tokio::spawn(worker::run(state.clone(), i)))
+        .collect();
+    tracing::info!(
+        worker = %state.worker_name,
+        concurrency = config.concurrency,
+        lease_s = config.lease.as_secs_f64(),
+        storage = state.storage.backend(),
+        "atlas worker started"
+    );
+    Ok(Workers { state, tasks })
+}
+
+/// `atlas worker`: builds the runtime, runs the workers until SIGTERM or SIGINT (or,
+/// with `exit_when_idle`, until the queue stays empty), drains for `config.drain`, hands
+/// unfinished jobs back, and returns.
+pub fn work_blocking(config: WorkerConfig, registry: Registry) -> Result<(), ServeError> {
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.concurrency.max(1) + 4)
+        .build()
+        .map_err(|e| ServeError::Io(format!("cannot start the runtime: {e}")))?;
+    let drain = config.drain;
+    let idle = config.exit_when_idle;
+    let result = runtime.block_on(async move {
+        let workers = start_workers(config, Arc::new(registry)).await?;
+        match idle {
+            Some(quiet) => tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = workers.until_idle(quiet) => {}
+            },
+            None => shutdown_signal().await,
+        }
+        workers.shutdown(drain).await;
+        Ok(())
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
 }
 
 /// Reads the bearer tokens of `--token-file` (one a line; blank lines and `#` comments
@@ -255,15 +437,28 @@ fn worker_name() -> String {
     format!("{host}/{}", std::process::id())
 }
 
+/// The cache a `--cache` value names, or the setting's error.
+pub(crate) fn open_cache(spec: &str) -> Result<Option<Arc<atlas_sweep::Cache>>, ServeError> {
+    let cache = atlas_sweep::Cache::from_spec(spec)
+        .map_err(|e| ServeError::Config(e.to_string()))?
+        .map(Arc::new);
+    if let Some(c) = &cache {
+        tracing::info!(levels = c.describe(), "result cache");
+    }
+    Ok(cache)
+}
+
 /// The shared state of the handlers and workers over an opened storage.
 pub(crate) fn new_state(
     config: ServerConfig,
     registry: Arc<Registry>,
     storage: Arc<dyn Storage>,
     tokens: Vec<String>,
+    cache: Option<Arc<atlas_sweep::Cache>>,
 ) -> Arc<AppState> {
     let (finished, _) = broadcast::channel(4096);
     Arc::new(AppState {
+        cache,
         storage,
         registry,
         tokens,
@@ -294,6 +489,7 @@ pub async fn start(config: ServerConfig, registry: Arc<Registry>) -> Result<Runn
     if config.max_body_bytes == 0 {
         return Err(ServeError::Config("--max-body-mb: must be > 0".into()));
     }
+    let cache = open_cache(&config.cache)?;
     let storage = atlas_store::open(&config.storage).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -301,7 +497,7 @@ pub async fn start(config: ServerConfig, registry: Arc<Registry>) -> Result<Runn
     let addr = listener
         .local_addr()
         .map_err(|e| ServeError::Io(e.to_string()))?;
-    let state = new_state(config, registry, storage, tokens);
+    let state = new_state(config, registry, storage, tokens, cache);
     let workers = (0..state.config.workers)
         .map(|i| tokio::spawn(worker::run(state.clone(), i)))
         .collect();

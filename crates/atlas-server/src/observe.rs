@@ -82,6 +82,16 @@ impl Metrics {
         metrics::counter!("atlas_model_evaluations_total").increment(n);
     }
 
+    /// One solve through the result cache: `hit` or `miss` over all its levels
+    /// (`level="all"`; the cache does not say which level answered). Solves with the
+    /// cache off are not counted.
+    pub fn cache_request(&self, status: atlas_core::CacheStatus) {
+        if status != atlas_core::CacheStatus::Off {
+            metrics::counter!("atlas_cache_requests_total", "level" => "all", "outcome" => status.as_str())
+                .increment(1);
+        }
+    }
+
     pub fn lease_expired(&self) {
         metrics::counter!("atlas_worker_leases_expired_total").increment(1);
     }

@@ -103,6 +103,8 @@ pub struct JobRequest {
 
 /// A job request checked and compiled: what a worker runs.
 pub struct CheckedJob {
+    /// The problem as parsed (the result cache keys on it).
+    pub problem: Problem,
     /// The compiled problem.
     pub compiled: Compiled,
     /// The checked optimizer configuration.
@@ -305,6 +307,7 @@ pub fn check_job(
         .into());
     }
     Ok(CheckedJob {
+        problem,
         compiled,
         config,
         optimizer,

@@ -358,7 +358,7 @@ async fn build_result(state: &AppState, parent: &JobId) -> Result<(Value, JobSta
                     totals: result.totals.clone(),
                     marginal_return: result.budget_multiplier,
                     warm_start: false,
-                    cache: CacheStatus::Off,
+                    cache: result.cache.unwrap_or(CacheStatus::Off),
                     wall_time_s: wall,
                     result,
                 });

@@ -60,6 +60,7 @@ async fn app(config: ServerConfig, tokens: &[&str]) -> App {
         registry(),
         storage.clone(),
         tokens.iter().map(|t| t.to_string()).collect(),
+        Some(Arc::new(atlas_sweep::Cache::memory())),
     );
     App {
         router: crate::api::router(state),
@@ -376,7 +377,7 @@ async fn retry_after_grows_with_the_queue_per_worker_and_is_at_least_a_second() 
         c.workers = workers;
         // The state alone: no worker is started, the jobs stay queued.
         let storage = atlas_store::open("sqlite::memory:").await.unwrap();
-        let state = crate::new_state(c, registry(), storage.clone(), Vec::new());
+        let state = crate::new_state(c, registry(), storage.clone(), Vec::new(), None);
         for _ in 0..queued {
             storage
                 .submit(NewJob {

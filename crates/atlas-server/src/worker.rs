@@ -97,12 +97,21 @@ fn solve(state: &AppState, mut request: Value, token: CancelToken) -> Outcome {
         cancel: Some(token),
         ..Default::default()
     };
-    match state
-        .registry
-        .optimize(&checked.compiled, checked.config.as_ref(), options)
-    {
+    match atlas_sweep::solve_cached(
+        &state.registry,
+        state.cache.as_deref(),
+        &checked.problem,
+        &checked.compiled,
+        checked.config.as_ref(),
+        options,
+    ) {
         Ok(result) => {
-            state.metrics.model_evaluations(result.metrics.evaluations);
+            if result.cache != Some(atlas_core::CacheStatus::Hit) {
+                state.metrics.model_evaluations(result.metrics.evaluations);
+            }
+            if let Some(status) = result.cache {
+                state.metrics.cache_request(status);
+            }
             match serde_json::to_value(&result) {
                 Ok(v) => Outcome::Result(v),
                 Err(e) => Outcome::Error(JobError::new(

@@ -797,6 +797,40 @@ impl PostgresStorage {
         Ok(job)
     }
 
+    async fn retry_once(&self, id: &JobId) -> Result<Option<Retried>, StoreError> {
+        let mut tx = self.begin().await?;
+        let locked = sqlx::query("SELECT kind, state FROM atlas_jobs WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let Some(locked) = locked else {
+            return Ok(None);
+        };
+        let kind: JobKind = get::<String>(&locked, "kind")?.parse()?;
+        let state: JobState = get::<String>(&locked, "state")?.parse()?;
+        let refusal = Retried::refusal(kind, state);
+        if refusal.is_none() {
+            sqlx::query(
+                "UPDATE atlas_jobs SET state = 'queued', attempts = 0, worker = NULL, \
+                 lease_expires_at = NULL, started_at = NULL, finished_at = NULL, \
+                 finished_attempt = NULL, result = NULL, error = NULL WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        let Some(job) = Self::job_in(&mut tx, id.as_str()).await? else {
+            return Ok(None);
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(match refusal {
+            None => Retried::Queued(job),
+            Some(reason) => Retried::Refused { job, reason },
+        }))
+    }
+
     async fn update_study_once(
         &self,
         id: &StudyId,
@@ -1048,6 +1082,10 @@ impl Storage for PostgresStorage {
 
     async fn cancel(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
         self.retry(|| self.cancel_once(id)).await
+    }
+
+    async fn retry_job(&self, id: &JobId) -> Result<Option<Retried>, StoreError> {
+        self.retry(|| self.retry_once(id)).await
     }
 
     async fn set_sweep_result(&self, id: &JobId, result: Value) -> Result<bool, StoreError> {

@@ -801,6 +801,29 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn retry_job(&self, id: &JobId) -> Result<Option<Retried>, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(job) = Self::job_in(&mut tx, id.as_str()).await? else {
+            return Ok(None);
+        };
+        if let Some(reason) = Retried::refusal(job.kind, job.state) {
+            return Ok(Some(Retried::Refused { job, reason }));
+        }
+        sqlx::query(
+            "UPDATE atlas_jobs SET state = 'queued', attempts = 0, worker = NULL, \
+             lease_expires_at = NULL, started_at = NULL, finished_at = NULL, \
+             finished_attempt = NULL, result = NULL, error = NULL WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let job = Self::job_in(&mut tx, id.as_str()).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.signal.ring();
+        Ok(job.map(Retried::Queued))
+    }
+
     async fn cancel(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
         let now = now_ms();
         let mut tx = self.begin().await?;

@@ -65,6 +65,13 @@ pub trait Storage: Send + Sync + 'static {
     /// is left as it is. `None` for an unknown id.
     async fn cancel(&self, id: &JobId) -> Result<Option<Job>, StoreError>;
 
+    /// Queues a `failed` or `cancelled` job again from scratch (an operator's retry):
+    /// its result, error, worker and lease are cleared and `attempts` starts again from
+    /// 0. Only stand-alone jobs (`kind = job`): a sweep or one of its scenarios is
+    /// submitted again instead. [`Retried::Refused`] says why a job was left as it is;
+    /// `None` for an unknown id.
+    async fn retry_job(&self, id: &JobId) -> Result<Option<Retried>, StoreError>;
+
     /// Stores the assembled result of a finished sweep (once; `false` if it already had
     /// one or is not a finished sweep).
     async fn set_sweep_result(&self, id: &JobId, result: Value) -> Result<bool, StoreError>;

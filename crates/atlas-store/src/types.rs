@@ -340,6 +340,39 @@ pub struct Claimed {
     pub lease: Lease,
 }
 
+/// The answer to [`crate::Storage::retry_job`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retried {
+    /// The job is queued again (shown as it is now).
+    Queued(Job),
+    /// The job was left as it is: it is not finished as failed or cancelled, or it is a
+    /// sweep or a scenario.
+    Refused {
+        /// The job as it is.
+        job: Job,
+        /// Why, for the operator.
+        reason: String,
+    },
+}
+
+impl Retried {
+    /// Why a job in `state` of `kind` cannot be retried, or `None` when it can.
+    pub fn refusal(kind: JobKind, state: JobState) -> Option<String> {
+        if kind != JobKind::Job {
+            return Some(format!(
+                "a {} cannot be retried on its own: submit the sweep again",
+                kind.as_str()
+            ));
+        }
+        match state {
+            JobState::Failed | JobState::Cancelled => None,
+            s => Some(format!(
+                "the job is {s}: only failed or cancelled jobs are retried"
+            )),
+        }
+    }
+}
+
 /// The answer to a heartbeat (of a job or a trial).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heartbeat {

@@ -15,6 +15,7 @@ suite_tests!(common::sqlite;
     finish_once_with_racing_finishers,
     cancel_queued_and_running,
     requeue_hands_back,
+    retry_job_requeues_failed_and_cancelled,
     cursor_pagination,
     sweep_parent_and_children,
     sweep_cancel,

@@ -382,6 +382,99 @@ pub async fn requeue_hands_back(backend: &Backend) {
     );
 }
 
+/// An operator's retry: a failed or cancelled job is queued again from scratch; anything
+/// else is refused with the reason and left as it is.
+pub async fn retry_job_requeues_failed_and_cancelled(backend: &Backend) {
+    let storage = &*backend.storage;
+    assert_eq!(storage.retry_job(&JobId::generate()).await.unwrap(), None);
+    let id = storage.submit(new_job(1)).await.unwrap().job.id;
+    match storage.retry_job(&id).await.unwrap() {
+        Some(Retried::Refused { job, reason }) => {
+            assert_eq!(job.state, JobState::Queued);
+            assert!(reason.contains("queued"), "{reason}");
+        }
+        other => panic!("a queued job is not retried: {other:?}"),
+    }
+    let first = claim(storage, "w/1", LONG).await.lease;
+    storage
+        .fail(&first, JobError::new("model", "the model broke"))
+        .await
+        .unwrap();
+    let job = match storage.retry_job(&id).await.unwrap() {
+        Some(Retried::Queued(job)) => job,
+        other => panic!("a failed job is retried: {other:?}"),
+    };
+    assert_eq!(
+        (
+            job.state,
+            job.attempts,
+            job.worker.clone(),
+            job.error.clone()
+        ),
+        (JobState::Queued, 0, None, None)
+    );
+    assert!(job.finished_at.is_none() && job.started_at.is_none());
+    let second = claim(storage, "w/2", LONG).await;
+    assert_eq!(
+        (second.job.id.clone(), second.lease.attempt),
+        (id.clone(), 1)
+    );
+    storage
+        .finish(&second.lease, json!({"ok": true}))
+        .await
+        .unwrap();
+    let job = get(storage, &id).await;
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.result, Some(json!({"ok": true})));
+    assert!(matches!(
+        storage.retry_job(&id).await.unwrap(),
+        Some(Retried::Refused { .. })
+    ));
+    assert_eq!(
+        get(storage, &id).await.state,
+        JobState::Succeeded,
+        "left as it is"
+    );
+
+    let cancelled = storage.submit(new_job(2)).await.unwrap().job.id;
+    storage.cancel(&cancelled).await.unwrap();
+    assert!(matches!(
+        storage.retry_job(&cancelled).await.unwrap(),
+        Some(Retried::Queued(_))
+    ));
+    assert_eq!(get(storage, &cancelled).await.state, JobState::Queued);
+
+    let sweep = storage.submit_sweep(new_sweep(2)).await.unwrap().job.id;
+    storage.cancel(&sweep).await.unwrap();
+    for id in [sweep.clone()]
+        .into_iter()
+        .chain(child_ids(storage, &sweep).await)
+    {
+        match storage.retry_job(&id).await.unwrap() {
+            Some(Retried::Refused { job, reason }) => {
+                assert_eq!(job.state, JobState::Cancelled);
+                assert!(reason.contains("submit the sweep again"), "{reason}");
+            }
+            other => panic!("a sweep or scenario is not retried alone: {other:?}"),
+        }
+    }
+}
+
+async fn child_ids(storage: &dyn Storage, parent: &JobId) -> Vec<JobId> {
+    storage
+        .list(&JobQuery {
+            parent: Some(parent.clone()),
+            limit: MAX_PAGE,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .jobs
+        .into_iter()
+        .map(|j| j.id)
+        .collect()
+}
+
 pub async fn cursor_pagination(backend: &Backend) {
     let storage = &*backend.storage;
     let mut ids = Vec::new();
