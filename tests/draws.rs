@@ -409,3 +409,59 @@ fn a_csv_posterior_is_the_json_one() {
         "{e}"
     );
 }
+
+#[test]
+fn evaluate_prints_the_spread_of_any_plan() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/posterior");
+    let problem = dir.join("retail_q4_posterior.toml");
+    let tmp = common::temp_dir("evaluate");
+    let plan = tmp.join("plan.json");
+    // The plain problem's plan, judged over the posterior.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args(["optimize", "-O", "lbfgs", "--format", "json", "-o"])
+        .arg(&plan)
+        .arg(common::problems_dir().join("retail_q4.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        plain.get("risk").is_none(),
+        "no risk block without a posterior"
+    );
+    let run = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+            .args(["evaluate", "--format", format, "--allocation"])
+            .arg(&plan)
+            .arg(&problem)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run("table");
+    for label in ["200 draws", "mean", "cvar 10%", "p05", "p50", "p95"] {
+        assert!(table.contains(label), "{label}: {table}");
+    }
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    let risk = &json["risk"];
+    assert_eq!(risk["draws"], 200);
+    let (p05, p50, p95) = (
+        risk["p05"].as_f64().unwrap(),
+        risk["p50"].as_f64().unwrap(),
+        risk["p95"].as_f64().unwrap(),
+    );
+    assert!(p05 < p50 && p50 < p95, "{risk}");
+    // The worst tenth's mean lies below the median.
+    assert!(risk["cvar_0.1"].as_f64().unwrap() < p50, "{risk}");
+    // The objective of a mean posterior is the mean over the draws.
+    assert_eq!(json["objective"], risk["mean"]);
+}

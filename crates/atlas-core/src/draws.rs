@@ -994,7 +994,7 @@ impl DrawsModel {
         for row in &draws {
             assert_eq!(row.len(), channels);
             for (c, ch) in row.iter().enumerate() {
-                curves.push(ch.curve.clone());
+                curves.push(ch.curve);
                 let key: Vec<u64> = ch.adstock.weights().iter().map(|w| w.to_bits()).collect();
                 let slot = *seen[c].entry(key).or_insert_with(|| {
                     slots.push(ch.adstock.clone());
