@@ -465,3 +465,65 @@ fn evaluate_prints_the_spread_of_any_plan() {
     // The objective of a mean posterior is the mean over the draws.
     assert_eq!(json["objective"], risk["mean"]);
 }
+
+#[test]
+fn a_sweep_over_a_posterior_gives_the_mean_curve_with_its_band() {
+    let problem =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/posterior/retail_q4_posterior.toml");
+    let tmp = common::temp_dir("sweep");
+    let sweep = tmp.join("sweep.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args([
+            "sweep",
+            "--budgets",
+            "0.8x:1.2x:3",
+            "--jobs",
+            "1",
+            "-O",
+            "lbfgs",
+            "-o",
+        ])
+        .arg(&sweep)
+        .arg(&problem)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&sweep).unwrap()).unwrap();
+    let scenarios = file["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 3);
+    let mut last = f64::NEG_INFINITY;
+    for s in scenarios {
+        let risk = &s["result"]["risk"];
+        let (p05, mean, p95) = (
+            risk["p05"].as_f64().unwrap(),
+            risk["mean"].as_f64().unwrap(),
+            risk["p95"].as_f64().unwrap(),
+        );
+        assert_eq!(s["objective"].as_f64().unwrap(), mean);
+        assert!(p05 < mean && mean < p95, "{risk}");
+        // More budget, more response on average.
+        assert!(mean > last);
+        last = mean;
+    }
+    let report = tmp.join("report.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args(["report", "-q", "-o"])
+        .arg(&report)
+        .arg(&sweep)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("5–95 % of the posterior draws"),
+        "the band is drawn"
+    );
+}
