@@ -409,3 +409,121 @@ fn a_csv_posterior_is_the_json_one() {
         "{e}"
     );
 }
+
+#[test]
+fn evaluate_prints_the_spread_of_any_plan() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/posterior");
+    let problem = dir.join("retail_q4_posterior.toml");
+    let tmp = common::temp_dir("evaluate");
+    let plan = tmp.join("plan.json");
+    // The plain problem's plan, judged over the posterior.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args(["optimize", "-O", "lbfgs", "--format", "json", "-o"])
+        .arg(&plan)
+        .arg(common::problems_dir().join("retail_q4.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        plain.get("risk").is_none(),
+        "no risk block without a posterior"
+    );
+    let run = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+            .args(["evaluate", "--format", format, "--allocation"])
+            .arg(&plan)
+            .arg(&problem)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run("table");
+    for label in ["200 draws", "mean", "cvar 10%", "p05", "p50", "p95"] {
+        assert!(table.contains(label), "{label}: {table}");
+    }
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    let risk = &json["risk"];
+    assert_eq!(risk["draws"], 200);
+    let (p05, p50, p95) = (
+        risk["p05"].as_f64().unwrap(),
+        risk["p50"].as_f64().unwrap(),
+        risk["p95"].as_f64().unwrap(),
+    );
+    assert!(p05 < p50 && p50 < p95, "{risk}");
+    // The worst tenth's mean lies below the median.
+    assert!(risk["cvar_0.1"].as_f64().unwrap() < p50, "{risk}");
+    // The objective of a mean posterior is the mean over the draws.
+    assert_eq!(json["objective"], risk["mean"]);
+}
+
+#[test]
+fn a_sweep_over_a_posterior_gives_the_mean_curve_with_its_band() {
+    let problem =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/posterior/retail_q4_posterior.toml");
+    let tmp = common::temp_dir("sweep");
+    let sweep = tmp.join("sweep.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args([
+            "sweep",
+            "--budgets",
+            "0.8x:1.2x:3",
+            "--jobs",
+            "1",
+            "-O",
+            "lbfgs",
+            "-o",
+        ])
+        .arg(&sweep)
+        .arg(&problem)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&sweep).unwrap()).unwrap();
+    let scenarios = file["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 3);
+    let mut last = f64::NEG_INFINITY;
+    for s in scenarios {
+        let risk = &s["result"]["risk"];
+        let (p05, mean, p95) = (
+            risk["p05"].as_f64().unwrap(),
+            risk["mean"].as_f64().unwrap(),
+            risk["p95"].as_f64().unwrap(),
+        );
+        assert_eq!(s["objective"].as_f64().unwrap(), mean);
+        assert!(p05 < mean && mean < p95, "{risk}");
+        // More budget, more response on average.
+        assert!(mean > last);
+        last = mean;
+    }
+    let report = tmp.join("report.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args(["report", "-q", "-o"])
+        .arg(&report)
+        .arg(&sweep)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("5–95 % of the posterior draws"),
+        "the band is drawn"
+    );
+}

@@ -626,6 +626,7 @@ fn build(spec: &DrawsSpec, problem: &Problem, raw: RawDraws) -> Result<DrawsMode
             slot_channel,
             slot_of,
             discount,
+            last: std::sync::Mutex::new(None),
         }),
         risk: spec.risk,
         mu: 0.0,
@@ -663,6 +664,10 @@ struct Inner {
     /// `slot_of[d * C + c]`: the slot of draw `d`'s channel `c`.
     slot_of: Vec<usize>,
     discount: Vec<f64>,
+    /// The last derivative pass and its point: trust-region methods ask for many
+    /// Hessian-vector products at one point, and each would otherwise evaluate every
+    /// draw's curves again.
+    last: std::sync::Mutex<Option<(Vec<f64>, Arc<Pass>)>>,
 }
 
 /// Below this many draw-variables, draws are evaluated on the calling thread.
@@ -742,7 +747,22 @@ impl Inner {
         values
     }
 
-    fn pass(&self, x: &[f64]) -> Pass {
+    fn pass(&self, x: &[f64]) -> Arc<Pass> {
+        if let Ok(last) = self.last.lock() {
+            if let Some((at, pass)) = last.as_ref() {
+                if at.as_slice() == x {
+                    return pass.clone();
+                }
+            }
+        }
+        let pass = Arc::new(self.compute_pass(x));
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((x.to_vec(), pass.clone()));
+        }
+        pass
+    }
+
+    fn compute_pass(&self, x: &[f64]) -> Pass {
         let n = self.n();
         let a = self.adstocked(x);
         let mut values = vec![0.0; self.draws];
@@ -994,7 +1014,7 @@ impl DrawsModel {
         for row in &draws {
             assert_eq!(row.len(), channels);
             for (c, ch) in row.iter().enumerate() {
-                curves.push(ch.curve.clone());
+                curves.push(ch.curve);
                 let key: Vec<u64> = ch.adstock.weights().iter().map(|w| w.to_bits()).collect();
                 let slot = *seen[c].entry(key).or_insert_with(|| {
                     slots.push(ch.adstock.clone());
@@ -1016,6 +1036,7 @@ impl DrawsModel {
                 slot_channel,
                 slot_of,
                 discount,
+                last: std::sync::Mutex::new(None),
             }),
             risk,
             mu: 0.0,
