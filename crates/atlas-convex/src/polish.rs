@@ -485,6 +485,9 @@ pub(crate) fn polish(
         // Step, cut at the first constraint crossed.
         let mut alpha = 1.0f64;
         let mut blocking: Option<(usize, bool, bool)> = None; // (index, is_row, upper)
+                                                              // Constraints the step leaves at once (on their side already): when it is cut to
+                                                              // nothing, all of them join together rather than one per iteration.
+        let mut at_zero: Vec<(usize, bool, bool)> = Vec::new();
         for i in 0..n {
             if ws.var[i].is_some() || du[i] == 0.0 {
                 continue;
@@ -494,6 +497,9 @@ pub(crate) fn polish(
             } else {
                 (p.upper[i] - u[i]) / du[i]
             };
+            if limit <= 0.0 {
+                at_zero.push((i, false, du[i] > 0.0));
+            }
             if limit < alpha {
                 alpha = limit.max(0.0);
                 blocking = Some((i, false, du[i] > 0.0));
@@ -513,6 +519,9 @@ pub(crate) fn polish(
             } else {
                 (p.rows.lower()[r] - v) / dv
             };
+            if limit <= 0.0 {
+                at_zero.push((r, true, dv > 0.0));
+            }
             if limit < alpha {
                 alpha = limit.max(0.0);
                 blocking = Some((r, true, dv > 0.0));
@@ -551,6 +560,15 @@ pub(crate) fn polish(
         }
         let step = du.iter().fold(0.0f64, |m, d| m.max((alpha * d).abs()));
         u.copy_from_slice(&trial);
+        if blocking.is_some() && alpha == 0.0 {
+            for &(i, is_row, upper) in &at_zero {
+                if is_row {
+                    ws.row[i] = Some(upper);
+                } else {
+                    ws.var[i] = Some(upper);
+                }
+            }
+        }
         if let Some((i, is_row, upper)) = blocking {
             if is_row && i == usize::MAX {
                 ws.budget = true;
