@@ -9,6 +9,7 @@ pub mod host;
 pub mod optimum;
 pub mod peers;
 pub mod report;
+pub mod rules;
 pub mod runner;
 pub mod suite;
 

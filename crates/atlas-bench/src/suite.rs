@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::BenchError;
 use crate::generate;
 use crate::optimum::{KnownOptimum, OptimaFile, Sense};
+use crate::rules;
 
 /// Which part of the suite a problem belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,17 @@ pub enum Source {
         periods: usize,
         /// Seed.
         seed: u64,
+    },
+    /// `rules::generate(channels, periods, seed, max_rate)`: with `max_change` rules.
+    GeneratedRules {
+        /// Channels.
+        channels: usize,
+        /// Periods.
+        periods: usize,
+        /// Seed.
+        seed: u64,
+        /// The `max_change` limit of every channel.
+        max_rate: f64,
     },
     /// A test function in some dimension.
     Function(TestFunction, usize),
@@ -103,6 +115,16 @@ impl Entry {
                 seed,
             } => {
                 let p = generate::generate(*channels, *periods, *seed);
+                let c = Compiled::new(&p)?;
+                (Some(p), c)
+            }
+            Source::GeneratedRules {
+                channels,
+                periods,
+                seed,
+                max_rate,
+            } => {
+                let p = rules::generate(*channels, *periods, *seed, *max_rate);
                 let c = Compiled::new(&p)?;
                 (Some(p), c)
             }
@@ -200,13 +222,29 @@ fn file_entry(path: &Path, family: Family, optima: &OptimaFile) -> Result<Entry,
     })
 }
 
-/// The generated problems: all five sizes, or the three smallest with `quick`.
+/// The generated problems: all five sizes, or the three smallest with `quick`, then the
+/// ones with `max_change` rules (see [`rules::SIZES`]; only the smallest with `quick`).
 pub fn generated(quick: bool) -> Vec<Entry> {
     let sizes: &[(usize, usize)] = if quick {
         &generate::QUICK_SIZES
     } else {
         &generate::SIZES
     };
+    let with_rules = rules::SIZES
+        .iter()
+        .filter(|&&(c, t, _)| !quick || c * t <= 100)
+        .map(|&(channels, periods, max_rate)| Entry {
+            id: rules::name(channels, periods, max_rate),
+            aliases: Vec::new(),
+            family: Family::Generated,
+            source: Source::GeneratedRules {
+                channels,
+                periods,
+                seed: generate::SUITE_SEED,
+                max_rate,
+            },
+            optimum: None,
+        });
     sizes
         .iter()
         .map(|&(channels, periods)| Entry {
@@ -220,6 +258,7 @@ pub fn generated(quick: bool) -> Vec<Entry> {
             },
             optimum: None,
         })
+        .chain(with_rules)
         .collect()
 }
 

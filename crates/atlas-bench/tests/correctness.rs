@@ -244,7 +244,8 @@ fn unknown_names_are_usage_errors() {
     let err = suite::select(suite::generated(true), &["mmm-7x7".to_string()]).unwrap_err();
     assert!(err.to_string().contains("mmm-5x1"), "{err}");
     let picked = suite::select(suite::generated(false), &["mmm-*".to_string()]).unwrap();
-    assert_eq!(picked.len(), 5);
+    // Five sizes, then the two with `max_change` rules.
+    assert_eq!(picked.len(), 5 + 2);
     let picked = suite::select(suite::test_functions(true), &["rastrigin".to_string()]).unwrap();
     assert_eq!(
         picked.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),

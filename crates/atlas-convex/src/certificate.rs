@@ -191,15 +191,28 @@ pub(crate) fn lower_bound_with(
 /// estimates multipliers to its own tolerance; on ill-conditioned problems (a curve with
 /// unbounded slope at zero beside a binding `min_spend` target, say) that alone can leave
 /// a gap of 1e-7 at the optimum, which this closes.
-pub(crate) fn best_lower_bound(p: &Prob<'_>, u: &[f64], mult: &Multipliers) -> f64 {
+///
+/// `stop` is checked between coordinates (the search stops with the best bound so far).
+pub(crate) fn best_lower_bound(
+    p: &Prob<'_>,
+    u: &[f64],
+    mult: &Multipliers,
+    stop: &dyn Fn() -> bool,
+) -> f64 {
     [Tangents::Candidate, Tangents::Multipliers]
         .into_iter()
-        .map(|tangents| search_multipliers(p, u, mult, tangents))
+        .map(|tangents| search_multipliers(p, u, mult, tangents, stop))
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Coordinate-wise golden-section ascent of [`lower_bound_with`] over the multipliers.
-fn search_multipliers(p: &Prob<'_>, u: &[f64], mult: &Multipliers, tangents: Tangents) -> f64 {
+fn search_multipliers(
+    p: &Prob<'_>,
+    u: &[f64],
+    mult: &Multipliers,
+    tangents: Tangents,
+    stop: &dyn Fn() -> bool,
+) -> f64 {
     let lower_bound =
         |p: &Prob<'_>, u: &[f64], m: &Multipliers| lower_bound_with(p, u, m, tangents);
     #[derive(Clone, Copy)]
@@ -235,6 +248,9 @@ fn search_multipliers(p: &Prob<'_>, u: &[f64], mult: &Multipliers, tangents: Tan
     for _sweep in 0..sweeps {
         let before = best;
         for &c in &coordinates {
+            if stop() {
+                return best;
+            }
             let at = |v: f64| {
                 let mut trial = m.clone();
                 set(&mut trial, c, v);

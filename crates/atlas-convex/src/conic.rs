@@ -153,13 +153,33 @@ pub(crate) fn solve(
             continue;
         }
         let w = p.weights(c);
+        // A long geometric kernel gets one column per period for its adstocked spend, tied
+        // to the spend by the recursion `a_t = w_0 u_t + d (a_{t-1} - w_{L-1} u_{t-L})`:
+        // three or four nonzeros per period instead of up to `L`.
+        let recursion = p.mmm.channels()[c].adstock.recursion();
+        let mut previous: Option<usize> = None;
         for period in 0..t {
             let i = c * t + period;
             // a = sum_l w_l u_{c, period - l}
             let mut a = Affine::default();
-            for (l, wl) in w.iter().enumerate().take(period + 1) {
-                if *wl != 0.0 {
-                    a.terms.push((c * t + period - l, *wl));
+            if let Some(decay) = recursion {
+                let col = b.column();
+                // w_0 u_t + d a_{t-1} - d w_{L-1} u_{t-L} - a_t == 0
+                let mut e = Affine::var(i, w[0]).plus(&Affine::var(col, 1.0), -1.0);
+                if let Some(prev) = previous {
+                    e.terms.push((prev, decay));
+                }
+                if period >= w.len() {
+                    e.terms.push((i - w.len(), -decay * w[w.len() - 1]));
+                }
+                b.zero(e, Origin::Other);
+                previous = Some(col);
+                a.terms.push((col, 1.0));
+            } else {
+                for (l, wl) in w.iter().enumerate().take(period + 1) {
+                    if *wl != 0.0 {
+                        a.terms.push((c * t + period - l, *wl));
+                    }
                 }
             }
             let tau = b.column();

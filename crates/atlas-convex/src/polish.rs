@@ -148,6 +148,89 @@ impl Blocks {
     }
 }
 
+/// `sigma W_F' diag(curv) W_F` for channel `c`'s free variables `free` (row-major,
+/// `m x m`), built without the channel's full `t x t` block: by the band for short kernels,
+/// from the columns `W e_j` (each by the recursion) for long ones.
+fn restricted_block(p: &Prob<'_>, c: usize, free: &[usize], sigma: f64, curv: &[f64]) -> Vec<f64> {
+    let t = p.periods;
+    let m = free.len();
+    let mut r = vec![0.0; m * m];
+    if m == 0 {
+        return r;
+    }
+    let adstock = &p.mmm.channels()[c].adstock;
+    let w = adstock.weights();
+    if adstock.recursion().is_some() {
+        let mut cols = vec![0.0; m * t];
+        let mut e = vec![0.0; t];
+        for (a, &i) in free.iter().enumerate() {
+            let q = i - c * t;
+            e[q] = 1.0;
+            adstock.apply(&e, &mut cols[a * t..(a + 1) * t]);
+            e[q] = 0.0;
+        }
+        let k: Vec<f64> = curv.iter().map(|v| sigma * v).collect();
+        for a in 0..m {
+            let ca = &cols[a * t..(a + 1) * t];
+            // W e_j vanishes before period j: start the sum at the later column.
+            let qa = free[a] - c * t;
+            for b in 0..=a {
+                let cb = &cols[b * t..(b + 1) * t];
+                let v: f64 = (qa..t).map(|q| k[q] * ca[q] * cb[q]).sum();
+                r[a * m + b] = v;
+                r[b * m + a] = v;
+            }
+        }
+        return r;
+    }
+    // Position of each period of the channel among the free variables.
+    let mut pos = vec![usize::MAX; t];
+    for (a, &i) in free.iter().enumerate() {
+        pos[i - c * t] = a;
+    }
+    for q in 0..t {
+        let k = sigma * curv[q];
+        if k == 0.0 {
+            continue;
+        }
+        let lo = q.saturating_sub(w.len() - 1);
+        for i in lo..=q {
+            let pi = pos[i];
+            if pi == usize::MAX {
+                continue;
+            }
+            let wi = w[q - i];
+            for j in lo..=q {
+                let pj = pos[j];
+                if pj != usize::MAX {
+                    r[pi * m + pj] += k * wi * w[q - j];
+                }
+            }
+        }
+    }
+    r
+}
+
+/// Whether one polish iteration stays cheap: the blocks over `free` variables of every
+/// channel (`m_c`) cost about `m_c^3 / 3` to factor and, for long kernels, `m_c^2 t` to
+/// build. Above about `3e8` operations the polish would cost seconds per step, and the
+/// conic solution with its own multipliers is certified instead.
+pub(crate) fn affordable(p: &Prob<'_>, at_bound: &[Option<bool>]) -> bool {
+    let t = p.periods;
+    let mut cost = 0.0f64;
+    for c in 0..p.channels() {
+        let m = at_bound[c * t..(c + 1) * t]
+            .iter()
+            .filter(|b| b.is_none())
+            .count() as f64;
+        cost += m * m * m / 3.0;
+        if p.mmm.channels()[c].adstock.recursion().is_some() {
+            cost += m * m * t as f64;
+        }
+    }
+    cost <= 3e8
+}
+
 /// `None` when a block cannot be factored (see [`factor_shifted`]).
 fn build_blocks(p: &Prob<'_>, ws: &WorkingSet, sigma: f64, curv: &[f64]) -> Option<Blocks> {
     let t = p.periods;
@@ -161,31 +244,13 @@ fn build_blocks(p: &Prob<'_>, ws: &WorkingSet, sigma: f64, curv: &[f64]) -> Opti
             }
         }
     }
-    // Dense blocks H_c = sigma W' diag(curv) W over the channel, then restricted.
+    // Dense blocks H_c = sigma W' diag(curv) W, restricted to the channel's free variables.
     let mut blocks: Vec<Vec<f64>> = Vec::with_capacity(nch);
     let mut max_diag = 0.0f64;
     for c in 0..nch {
-        let w = p.weights(c);
-        let mut h = vec![0.0; t * t];
-        for q in 0..t {
-            let k = sigma * curv[c * t + q];
-            if k == 0.0 {
-                continue;
-            }
-            let lo = q.saturating_sub(w.len() - 1);
-            for i in lo..=q {
-                let wi = w[q - i];
-                for j in lo..=q {
-                    h[i * t + j] += k * wi * w[q - j];
-                }
-            }
-        }
+        let r = restricted_block(p, c, &free[c], sigma, &curv[c * t..(c + 1) * t]);
         let m = free[c].len();
-        let mut r = vec![0.0; m * m];
-        for (a, &i) in free[c].iter().enumerate() {
-            for (b, &j) in free[c].iter().enumerate() {
-                r[a * m + b] = h[(i - c * t) * t + (j - c * t)];
-            }
+        for a in 0..m {
             max_diag = max_diag.max(r[a * m + a]);
         }
         blocks.push(r);
@@ -261,6 +326,7 @@ pub(crate) fn polish(
     let mut mult = Multipliers::zero(p);
     let mut iterations = 0;
     let mut hv = vec![0.0; n];
+    let mut last_residual = f64::INFINITY;
     while iterations < max_iterations && !stop() {
         iterations += 1;
         p.adstock_into(&u, &mut a);
@@ -279,6 +345,9 @@ pub(crate) fn polish(
                 .sum::<f64>();
         // Curvature that is not finite (a curve with unbounded slope at zero, evaluated
         // there) leaves no Newton step: stop with what we have.
+        if !affordable(p, &ws.var) {
+            break;
+        }
         let Some(blocks) = build_blocks(p, &ws, sigma.min(0.0), &curv) else {
             break;
         };
@@ -416,6 +485,9 @@ pub(crate) fn polish(
         // Step, cut at the first constraint crossed.
         let mut alpha = 1.0f64;
         let mut blocking: Option<(usize, bool, bool)> = None; // (index, is_row, upper)
+                                                              // Constraints the step leaves at once (on their side already): when it is cut to
+                                                              // nothing, all of them join together rather than one per iteration.
+        let mut at_zero: Vec<(usize, bool, bool)> = Vec::new();
         for i in 0..n {
             if ws.var[i].is_some() || du[i] == 0.0 {
                 continue;
@@ -425,6 +497,9 @@ pub(crate) fn polish(
             } else {
                 (p.upper[i] - u[i]) / du[i]
             };
+            if limit <= 0.0 {
+                at_zero.push((i, false, du[i] > 0.0));
+            }
             if limit < alpha {
                 alpha = limit.max(0.0);
                 blocking = Some((i, false, du[i] > 0.0));
@@ -444,6 +519,9 @@ pub(crate) fn polish(
             } else {
                 (p.rows.lower()[r] - v) / dv
             };
+            if limit <= 0.0 {
+                at_zero.push((r, true, dv > 0.0));
+            }
             if limit < alpha {
                 alpha = limit.max(0.0);
                 blocking = Some((r, true, dv > 0.0));
@@ -482,6 +560,15 @@ pub(crate) fn polish(
         }
         let step = du.iter().fold(0.0f64, |m, d| m.max((alpha * d).abs()));
         u.copy_from_slice(&trial);
+        if blocking.is_some() && alpha == 0.0 {
+            for &(i, is_row, upper) in &at_zero {
+                if is_row {
+                    ws.row[i] = Some(upper);
+                } else {
+                    ws.var[i] = Some(upper);
+                }
+            }
+        }
         if let Some((i, is_row, upper)) = blocking {
             if is_row && i == usize::MAX {
                 ws.budget = true;
@@ -507,10 +594,18 @@ pub(crate) fn polish(
             }
         }
         let residual = active.iter().fold(0.0f64, |m, c| m.max(c.residual.abs()));
-        if blocking.is_some()
-            || step > 1e-13 * (1.0 + p.budget)
-            || residual > 1e-13 * (1.0 + p.budget)
-        {
+        // Rounding: a row's value (the budget's sum over every variable, say) is known to
+        // a few ulps per term, so what is left of the steps and residuals grows with `n`.
+        let settled = (1e-13 + 4.0 * n as f64 * f64::EPSILON) * (1.0 + p.budget);
+        // A residual the steps no longer reduce (rows at equality that meet fixed
+        // variables in a nearly dependent set) is as settled as rounding lets it be.
+        let stalled = residual >= 0.5 * last_residual;
+        last_residual = if blocking.is_some() {
+            f64::INFINITY
+        } else {
+            residual
+        };
+        if blocking.is_some() || step > settled || (residual > settled && !stalled) {
             continue;
         }
         // Stationary on the working set: release constraints whose multipliers have the

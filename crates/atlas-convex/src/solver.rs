@@ -10,7 +10,7 @@ use clarabel::solver::{DefaultSettings, SolverStatus};
 use crate::certificate::{best_lower_bound, lower_bound, lower_bound_with, Multipliers, Tangents};
 use crate::config::ConvexConfig;
 use crate::conic::{self, Cuts};
-use crate::polish::{polish, WorkingSet};
+use crate::polish::{affordable, polish, WorkingSet};
 use crate::prob::Prob;
 use crate::separable;
 
@@ -186,11 +186,11 @@ impl Run<'_, '_> {
     /// When a small gap is left, re-optimizes the multipliers `m` taken at `at` (a few
     /// hundred cheap bound evaluations per multiplier): they carry the polish's tolerance,
     /// which alone can leave a gap above `gap_tolerance` at the optimum.
-    fn refine(&mut self, at: &[f64], m: &Multipliers) {
+    fn refine(&mut self, at: &[f64], m: &Multipliers, stop: &dyn Fn() -> bool) {
         if self.proven() || self.gap() > 1e-4 {
             return;
         }
-        let lb = best_lower_bound(&self.p, at, m);
+        let lb = best_lower_bound(&self.p, at, m, stop);
         if lb > self.bound_phi {
             self.bound_phi = lb;
         }
@@ -251,6 +251,7 @@ impl Solver for Convex {
             .map(|i| conic::initial_cuts(run.p.curve(i / t), self.config.logistic_cuts))
             .collect();
         let has_logistic = cuts.iter().any(|c| !c.is_empty());
+        let stop = || ctx.should_stop().is_some() || deadline.is_some_and(|d| Instant::now() >= d);
         let mut limit: Option<Status> = None;
         let mut stopped: Option<Status> = None;
         let mut failure: Option<String> = None;
@@ -262,6 +263,7 @@ impl Solver for Convex {
                 break;
             }
             let mut settings = self.settings.clone();
+
             let left = [
                 ctx.time_left(),
                 deadline.map(|d| d.saturating_duration_since(Instant::now())),
@@ -320,15 +322,16 @@ impl Solver for Convex {
             // Polish from the interior point's answer and active set.
             let mut offers: Vec<(Vec<f64>, Multipliers)> =
                 vec![(sol.u.clone(), sol.multipliers.clone())];
-            if self.config.polish && sol.u.iter().all(|v| v.is_finite()) {
+            if self.config.polish
+                && sol.u.iter().all(|v| v.is_finite())
+                && affordable(&run.p, &sol.at_bound)
+            {
                 let ws = WorkingSet {
                     var: sol.at_bound.clone(),
                     row: sol.row_active.clone(),
                     budget: sol.budget_active,
                     nonlinear: sol.nonlinear_active.clone(),
                 };
-                let stop =
-                    || ctx.should_stop().is_some() || deadline.is_some_and(|d| Instant::now() >= d);
                 let max_steps = 200 + 4 * run.p.n;
                 let pol = polish(&run.p, &sol.u, ws, &sol.multipliers.rho, max_steps, &stop);
                 offers.push((pol.u, pol.multipliers));
@@ -340,7 +343,7 @@ impl Solver for Convex {
                 }
             }
             if let Some((u, m)) = offers.last() {
-                run.refine(u, m);
+                run.refine(u, m, &stop);
             }
             if run.proven() {
                 break;

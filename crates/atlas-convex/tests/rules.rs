@@ -421,3 +421,78 @@ fn an_expired_time_limit_returns_a_feasible_start_without_claims() {
     assert!(r.max_violation <= c.feasibility_tolerance());
     assert!(r.bound.is_none());
 }
+
+/// Two channels whose carry-over spans the whole horizon: `convex` builds their adstock as
+/// a recursion (one row per period) and certifies the optimum, which `lbfgs` (on the
+/// model's recursive gradient) reaches too and never exceeds.
+fn long_carry_over(periods: usize) -> String {
+    format!(
+        r#"
+name = "long carry-over"
+periods = {periods}
+budget = {budget}
+discount = 0.01
+[[channels]]
+name = "tv"
+period_max = 3000.0
+response = {{ kind = "hill", beta = {beta_tv}, k = 1500.0, s = 1.0 }}
+adstock = {{ kind = "geometric", decay = 0.8, max_lag = {periods}, normalize = true }}
+[[channels]]
+name = "search"
+response = {{ kind = "exponential", beta = {beta_search}, k = 800.0 }}
+adstock = {{ kind = "geometric", decay = 0.5, max_lag = 24, normalize = true }}
+"#,
+        budget = 1000.0 * periods as f64,
+        beta_tv = 30.0 * periods as f64,
+        beta_search = 10.0 * periods as f64,
+    )
+}
+
+fn agrees_with_lbfgs(c: &Compiled, r: &atlas_core::OptimizationResult) {
+    let bound = r.bound.unwrap();
+    assert!(bound >= r.objective, "bound {bound} vs {}", r.objective);
+    assert!(r.max_violation <= c.feasibility_tolerance());
+    let reg = registry();
+    let lbfgs = reg
+        .optimize(
+            c,
+            reg.default_config("lbfgs").unwrap().as_ref(),
+            Default::default(),
+        )
+        .unwrap();
+    assert!(
+        lbfgs.objective <= bound * (1.0 + 1e-12),
+        "{} > {bound}",
+        lbfgs.objective
+    );
+    assert!(
+        (lbfgs.objective - r.objective).abs() <= 1e-6 * r.objective,
+        "lbfgs {} vs convex {}",
+        lbfgs.objective,
+        r.objective
+    );
+}
+
+#[test]
+fn long_carry_over_is_certified() {
+    let c = compile(&long_carry_over(60));
+    let r = solve(&c, serde_json::json!({})).unwrap();
+    assert_eq!(r.status, Status::Optimal);
+    assert!((r.bound.unwrap() - r.objective) / r.objective <= 1e-7);
+    agrees_with_lbfgs(&c, &r);
+}
+
+/// Too many free periods for the dense Newton polish: the conic solution and its own
+/// multipliers stand, with a valid bound.
+#[test]
+fn long_carry_over_beyond_the_polish_keeps_a_valid_bound() {
+    let c = compile(&long_carry_over(800));
+    let r = solve(&c, serde_json::json!({})).unwrap();
+    assert!(
+        matches!(r.status, Status::Optimal | Status::Converged),
+        "{:?}",
+        r.status
+    );
+    assert!((r.bound.unwrap() - r.objective) / r.objective <= 1e-5);
+    agrees_with_lbfgs(&c, &r);
+}

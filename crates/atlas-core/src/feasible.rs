@@ -384,6 +384,9 @@ impl FeasibleSet {
         }
         let mut out = FeasibleSet::new(lower, upper, budget, self.mode);
         out.origins = self.origins.clone();
+        let mut merged: Vec<Row> = Vec::with_capacity(kept.len());
+        let mut normals: std::collections::HashMap<Vec<(usize, u64)>, (usize, f64)> =
+            std::collections::HashMap::with_capacity(kept.len());
         for (terms, mut lo, mut hi, origin) in kept {
             // Drop sides the bounds imply.
             let (mut rmin, mut rmax) = (0.0, 0.0);
@@ -424,7 +427,47 @@ impl FeasibleSet {
             }
             let scale = terms.iter().map(|t| t.1.abs()).fold(0.0, f64::max);
             let terms: Vec<(usize, f64)> = terms.iter().map(|&(j, a)| (j, a / scale)).collect();
-            out.rows.push(&terms, lo / scale, hi / scale, origin);
+            let (mut lo, mut hi) = (lo / scale, hi / scale);
+            // The normal up to its sign (the first coefficient by index made positive), so
+            // that rows with the same normal meet below.
+            let mut key: Vec<(usize, f64)> = terms.clone();
+            key.sort_by_key(|t| t.0);
+            let sign = key[0].1.signum();
+            let key: Vec<(usize, u64)> = key
+                .iter()
+                .map(|&(j, a)| (j, (sign * a).to_bits()))
+                .collect();
+            match normals.get(&key) {
+                Some(&(k, first_sign)) => {
+                    if sign != first_sign {
+                        (lo, hi) = (-hi, -lo);
+                    }
+                    // The same normal twice (both sides of `max_change` with `max_rate =
+                    // 0`, a rule repeated): one row with both ranges, an equality when
+                    // they meet, so that no solver sees a pair of rows without interior.
+                    let row: &mut Row = &mut merged[k];
+                    let (l, h) = (row.1.max(lo), row.2.min(hi));
+                    if l > h + 1e-12 * (1.0 + h.abs().max(l.abs())) {
+                        return Err(InfeasibleError {
+                            file: None,
+                            constraints: vec![
+                                self.origins[row.3].label(),
+                                self.origins[origin].label(),
+                            ],
+                            reason: "the two rules leave no room between them".to_string(),
+                        });
+                    }
+                    row.1 = l;
+                    row.2 = h.max(l);
+                }
+                None => {
+                    normals.insert(key, (merged.len(), sign));
+                    merged.push((terms, lo, hi, origin));
+                }
+            }
+        }
+        for (terms, lo, hi, origin) in merged {
+            out.rows.push(&terms, lo, hi, origin);
         }
         Ok(out)
     }

@@ -111,15 +111,30 @@ pub trait Model: Send + Sync {
 }
 
 /// Geometric carry-over as a banded lower-triangular map: `a[t] = sum_l w_l x[t-l]`.
+///
+/// A geometric kernel of `L` weights (`w_l = w_0 decay^l`, `l < L`) is also the first-order
+/// recursion `a[t] = w_0 x[t] + decay (a[t-1] - w_{L-1} x[t-L])` (the last term only once
+/// `t >= L`): long kernels are applied that way, in time linear in the periods whatever
+/// the lag, and short ones by the sum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adstock {
     weights: Vec<f64>,
+    /// The decay of geometric weights, when they are geometric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decay: Option<f64>,
 }
+
+/// Kernels of at least this many weights are applied by recursion (shorter ones by the
+/// sum, which is as fast there and rounds exactly as before).
+pub const ADSTOCK_RECURSION_LAGS: usize = 16;
 
 impl Adstock {
     /// No carry-over: `a = x`.
     pub fn identity() -> Self {
-        Self { weights: vec![1.0] }
+        Self {
+            weights: vec![1.0],
+            decay: None,
+        }
     }
 
     /// Geometric weights `decay^l`, `l < max_lag`, divided by their sum when `normalize`.
@@ -147,7 +162,8 @@ impl Adstock {
             }
             weights.iter_mut().for_each(|w| *w /= sum);
         }
-        Self { weights }
+        let decay = (decay.is_finite() && (0.0..1.0).contains(&decay)).then_some(decay);
+        Self { weights, decay }
     }
 
     /// The weights `w_0 .. w_{L-1}`.
@@ -155,12 +171,20 @@ impl Adstock {
         &self.weights
     }
 
+    /// The decay when the weights are geometric and long enough to be applied by
+    /// recursion (see [`ADSTOCK_RECURSION_LAGS`]).
+    pub fn recursion(&self) -> Option<f64> {
+        self.decay
+            .filter(|_| self.weights.len() >= ADSTOCK_RECURSION_LAGS)
+    }
+
     /// Whether this is the identity map.
     pub fn is_identity(&self) -> bool {
         self.weights.len() == 1 && self.weights[0] == 1.0
     }
 
-    /// `a[t]` for one period of one channel's spend `x`.
+    /// `a[t]` for one period of one channel's spend `x` (by the sum: `O(L)`; use
+    /// [`Adstock::apply`] for every period at once).
     #[inline]
     pub fn at(&self, x: &[f64], t: usize) -> f64 {
         let lags = self.weights.len().min(t + 1);
@@ -173,8 +197,39 @@ impl Adstock {
 
     /// `a = W x` for one channel.
     pub fn apply(&self, x: &[f64], a: &mut [f64]) {
+        if let Some(d) = self.recursion() {
+            let k = self.weights.len();
+            let (w0, last) = (self.weights[0], self.weights[k - 1]);
+            let mut prev = 0.0;
+            for t in 0..x.len() {
+                let carried = if t >= k { prev - last * x[t - k] } else { prev };
+                prev = w0 * x[t] + d * carried;
+                a[t] = prev;
+            }
+            return;
+        }
         for t in 0..x.len() {
             a[t] = self.at(x, t);
+        }
+    }
+
+    /// The carry-in `a[t] - w_0 x[t]` of every period (what earlier spend brings), into
+    /// `out`.
+    pub fn carry(&self, x: &[f64], out: &mut [f64]) {
+        let k = self.weights.len();
+        if let Some(d) = self.recursion() {
+            let (w0, last) = (self.weights[0], self.weights[k - 1]);
+            let mut prev = 0.0;
+            for t in 0..x.len() {
+                let carried = if t >= k { prev - last * x[t - k] } else { prev };
+                out[t] = d * carried;
+                prev = w0 * x[t] + out[t];
+            }
+            return;
+        }
+        for t in 0..x.len() {
+            let lags = k.min(t + 1);
+            out[t] = (1..lags).map(|l| self.weights[l] * x[t - l]).sum();
         }
     }
 
@@ -182,6 +237,11 @@ impl Adstock {
     /// overwritten).
     pub fn apply_transpose_in_place(&self, g: &mut [f64]) {
         let n = g.len();
+        if let Some(d) = self.recursion() {
+            let k = self.weights.len();
+            backward_recursion(g, self.weights[0], d, self.weights[k - 1], k);
+            return;
+        }
         for t in 0..n {
             let lags = self.weights.len().min(n - t);
             let mut s = 0.0;
@@ -190,6 +250,47 @@ impl Adstock {
             }
             g[t] = s;
         }
+    }
+
+    /// `g[t] <- sum_l w_l^2 g[t + l]` in place (the diagonal of `W^T diag(g) W`).
+    pub fn squared_transpose_in_place(&self, g: &mut [f64]) {
+        let n = g.len();
+        let w = &self.weights;
+        if let Some(d) = self.recursion() {
+            let k = w.len();
+            backward_recursion(g, w[0] * w[0], d * d, w[k - 1] * w[k - 1], k);
+            return;
+        }
+        for t in 0..n {
+            let lags = w.len().min(n - t);
+            let mut s = 0.0;
+            for l in 0..lags {
+                s += w[l] * w[l] * g[t + l];
+            }
+            g[t] = s;
+        }
+    }
+}
+
+/// `g[t] <- sum_{l < k, t + l < n} w0 d^l g[t + l]` in place, as the recursion
+/// `b[t] = w0 g[t] + d (b[t+1] - last g[t+k])` with `last = w0 d^(k-1)`.
+fn backward_recursion(g: &mut [f64], w0: f64, d: f64, last: f64, k: usize) {
+    let n = g.len();
+    // The tail term reads inputs `k` ahead, already overwritten: keep the last `k` inputs
+    // in a ring.
+    let size = k.min(n).max(1);
+    let mut ring = vec![0.0; size];
+    let mut next = 0.0;
+    for t in (0..n).rev() {
+        let x = g[t];
+        let carried = if t + k < n {
+            next - last * ring[(t + k) % size]
+        } else {
+            next
+        };
+        next = w0 * x + d * carried;
+        g[t] = next;
+        ring[t % size] = x;
     }
 }
 
@@ -268,10 +369,25 @@ impl Mmm {
         let ch = &self.channels[c];
         let xc = self.layout.channel_slice(x, c);
         let mut total = 0.0;
+        if ch.adstock.recursion().is_some() {
+            let mut a = vec![0.0; xc.len()];
+            ch.adstock.apply(xc, &mut a);
+            for (d, a) in self.discount.iter().zip(&a) {
+                total += d * ch.curve.value(*a);
+            }
+            return total;
+        }
         for (t, d) in self.discount.iter().enumerate() {
             total += d * ch.curve.value(ch.adstock.at(xc, t));
         }
         total
+    }
+
+    /// The adstocked spend of channel `c` into `a` (by the sum or the recursion).
+    fn adstocked(&self, c: usize, x: &[f64], a: &mut Vec<f64>) {
+        let xc = self.layout.channel_slice(x, c);
+        a.resize(xc.len(), 0.0);
+        self.channels[c].adstock.apply(xc, a);
     }
 }
 
@@ -293,11 +409,12 @@ impl Model for Mmm {
     fn gradient(&self, x: &[f64], grad: &mut [f64]) -> Option<f64> {
         let periods = self.layout.periods();
         let mut total = 0.0;
+        let mut a = Vec::new();
         for (c, ch) in self.channels.iter().enumerate() {
-            let xc = self.layout.channel_slice(x, c);
+            self.adstocked(c, x, &mut a);
             let gc = &mut grad[c * periods..(c + 1) * periods];
             for t in 0..periods {
-                let (v, d1, _) = ch.curve.value_and_derivatives(ch.adstock.at(xc, t));
+                let (v, d1, _) = ch.curve.value_and_derivatives(a[t]);
                 total += self.discount[t] * v;
                 gc[t] = self.discount[t] * d1;
             }
@@ -308,13 +425,14 @@ impl Model for Mmm {
 
     fn hessian_vector(&self, x: &[f64], v: &[f64], out: &mut [f64]) -> Option<()> {
         let periods = self.layout.periods();
+        let (mut a, mut av) = (Vec::new(), Vec::new());
         for (c, ch) in self.channels.iter().enumerate() {
-            let xc = self.layout.channel_slice(x, c);
-            let vc = self.layout.channel_slice(v, c);
+            self.adstocked(c, x, &mut a);
+            self.adstocked(c, v, &mut av);
             let oc = &mut out[c * periods..(c + 1) * periods];
             for t in 0..periods {
-                let d2 = ch.curve.second_derivative(ch.adstock.at(xc, t));
-                oc[t] = self.discount[t] * d2 * ch.adstock.at(vc, t);
+                let d2 = ch.curve.second_derivative(a[t]);
+                oc[t] = self.discount[t] * d2 * av[t];
             }
             ch.adstock.apply_transpose_in_place(oc);
         }
@@ -323,22 +441,15 @@ impl Model for Mmm {
 
     fn hessian_diagonal(&self, x: &[f64], out: &mut [f64]) -> Option<()> {
         let periods = self.layout.periods();
+        let mut a = Vec::new();
         for (c, ch) in self.channels.iter().enumerate() {
-            let xc = self.layout.channel_slice(x, c);
+            self.adstocked(c, x, &mut a);
             let oc = &mut out[c * periods..(c + 1) * periods];
             for t in 0..periods {
-                oc[t] = self.discount[t] * ch.curve.second_derivative(ch.adstock.at(xc, t));
+                oc[t] = self.discount[t] * ch.curve.second_derivative(a[t]);
             }
             // d²R/dx_t² = sum_l w_l² d_{t+l} f''(a_{t+l}).
-            let w = ch.adstock.weights();
-            for t in 0..periods {
-                let lags = w.len().min(periods - t);
-                let mut s = 0.0;
-                for l in 0..lags {
-                    s += w[l] * w[l] * oc[t + l];
-                }
-                oc[t] = s;
-            }
+            ch.adstock.squared_transpose_in_place(oc);
         }
         Some(())
     }
@@ -490,6 +601,146 @@ mod tests {
         let lhs: f64 = wx.iter().zip(&y).map(|(a, b)| a * b).sum();
         let rhs: f64 = x.iter().zip(&wty).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-12);
+    }
+
+    /// The dense sums the recursion replaces, written out.
+    fn dense_apply(w: &[f64], x: &[f64]) -> Vec<f64> {
+        (0..x.len())
+            .map(|t| (0..w.len().min(t + 1)).map(|l| w[l] * x[t - l]).sum())
+            .collect()
+    }
+
+    fn dense_transpose(w: &[f64], g: &[f64], square: bool) -> Vec<f64> {
+        let n = g.len();
+        (0..n)
+            .map(|t| {
+                (0..w.len().min(n - t))
+                    .map(|l| if square { w[l] * w[l] } else { w[l] } * g[t + l])
+                    .sum()
+            })
+            .collect()
+    }
+
+    fn close(a: &[f64], b: &[f64], what: &str) {
+        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (t, (p, q)) in a.iter().zip(b).enumerate() {
+            assert!((p - q).abs() <= 1e-13 * scale, "{what} at {t}: {p} vs {q}");
+        }
+    }
+
+    /// Long geometric kernels go by the recursion, truncated or not within the horizon,
+    /// and agree with the sums they replace.
+    #[test]
+    fn recursion_matches_the_sums() {
+        for (decay, max_lag, periods, normalize) in [
+            (0.6, 20, 50, true),
+            (0.9, 16, 40, false),
+            (0.3, 37, 37, true),
+            (0.95, 30, 200, true),
+            (0.0, 25, 60, true),
+            (0.8, 1000, 64, true),
+        ] {
+            let ad = Adstock::geometric_within(decay, max_lag, normalize, periods);
+            assert!(ad.recursion().is_some(), "{decay} {max_lag} {periods}");
+            let w = ad.weights().to_vec();
+            let x: Vec<f64> = (0..periods)
+                .map(|t| ((t * 7919 % 13) as f64 - 4.0) * 0.37)
+                .collect();
+            let mut a = vec![0.0; periods];
+            ad.apply(&x, &mut a);
+            close(&a, &dense_apply(&w, &x), "apply");
+            let mut carry = vec![0.0; periods];
+            ad.carry(&x, &mut carry);
+            let expect: Vec<f64> = dense_apply(&w, &x)
+                .iter()
+                .zip(&x)
+                .map(|(a, x)| a - w[0] * x)
+                .collect();
+            close(&carry, &expect, "carry");
+            let mut g = x.clone();
+            ad.apply_transpose_in_place(&mut g);
+            close(&g, &dense_transpose(&w, &x, false), "transpose");
+            let mut g = x.clone();
+            ad.squared_transpose_in_place(&mut g);
+            close(&g, &dense_transpose(&w, &x, true), "squared");
+        }
+        // Short kernels keep the sums.
+        assert!(Adstock::geometric(0.5, 8, true).recursion().is_none());
+        assert!(Adstock::geometric_within(0.5, 100, true, 10)
+            .recursion()
+            .is_none());
+    }
+
+    /// Gradient, Hessian-vector product and Hessian diagonal of a model whose channels
+    /// carry over by recursion, against finite differences and each other.
+    #[test]
+    fn long_carry_over_derivatives() {
+        let periods = 40;
+        let layout = Layout::new(vec!["a".into(), "b".into()], periods);
+        let m = Mmm::new(
+            layout,
+            vec![
+                ChannelResponse {
+                    curve: Curve::Hill {
+                        beta: 3.0,
+                        k: 1.5,
+                        s: 1.0,
+                    },
+                    adstock: Adstock::geometric_within(0.7, 25, true, periods),
+                },
+                ChannelResponse {
+                    curve: Curve::Log { beta: 2.0, k: 0.5 },
+                    adstock: Adstock::geometric_within(0.9, 1000, true, periods),
+                },
+            ],
+            0.01,
+        );
+        let n = 2 * periods;
+        let x: Vec<f64> = (0..n).map(|i| 0.5 + (i * 37 % 11) as f64 * 0.2).collect();
+        let v: Vec<f64> = (0..n).map(|i| (i * 13 % 7) as f64 * 0.3 - 1.0).collect();
+        let mut g = vec![0.0; n];
+        let val = m.gradient(&x, &mut g).unwrap();
+        assert!((val - m.value(&x)).abs() <= 1e-12 * val.abs());
+        let h = 1e-6;
+        for i in 0..n {
+            let mut xp = x.clone();
+            let mut xm = x.clone();
+            xp[i] += h;
+            xm[i] -= h;
+            let fd = (m.value(&xp) - m.value(&xm)) / (2.0 * h);
+            assert!(
+                (fd - g[i]).abs() <= 1e-6 * (1.0 + g[i].abs()),
+                "grad {i}: {fd} vs {}",
+                g[i]
+            );
+        }
+        let mut diag = vec![0.0; n];
+        m.hessian_diagonal(&x, &mut diag).unwrap();
+        for i in 0..n {
+            let mut e = vec![0.0; n];
+            e[i] = 1.0;
+            let mut he = vec![0.0; n];
+            m.hessian_vector(&x, &e, &mut he).unwrap();
+            assert!(
+                (he[i] - diag[i]).abs() <= 1e-12 * (1.0 + diag[i].abs()),
+                "diag {i}"
+            );
+        }
+        let mut hv = vec![0.0; n];
+        m.hessian_vector(&x, &v, &mut hv).unwrap();
+        let xp: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a + h * b).collect();
+        let xm: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a - h * b).collect();
+        let (mut gp, mut gm) = (vec![0.0; n], vec![0.0; n]);
+        m.gradient(&xp, &mut gp);
+        m.gradient(&xm, &mut gm);
+        for i in 0..n {
+            let fd = (gp[i] - gm[i]) / (2.0 * h);
+            assert!(
+                (fd - hv[i]).abs() <= 1e-5 * (1.0 + hv[i].abs()),
+                "hv {i}: {fd} vs {}",
+                hv[i]
+            );
+        }
     }
 
     fn random_model() -> impl Strategy<Value = (Mmm, Vec<f64>, Vec<f64>)> {

@@ -104,14 +104,16 @@ impl ProjectedLbfgs {
 /// singular curve, in periods whose carry-in from earlier spend is below `threshold`.
 fn singular_variables(mmm: &atlas_core::Mmm, u: &[f64], threshold: f64, out: &mut [bool]) {
     let periods = mmm.layout().periods();
+    let mut carry = vec![0.0; periods];
     for (c, ch) in mmm.channels().iter().enumerate() {
-        let w = ch.adstock.weights();
-        for t in 0..periods {
-            out[c * periods + t] = ch.curve.is_singular_at_zero() && {
-                let lags = w.len().min(t + 1);
-                let carry: f64 = (1..lags).map(|l| w[l] * u[c * periods + t - l]).sum();
-                carry < threshold
-            };
+        let range = c * periods..(c + 1) * periods;
+        if !ch.curve.is_singular_at_zero() {
+            out[range].iter_mut().for_each(|o| *o = false);
+            continue;
+        }
+        ch.adstock.carry(&u[range.clone()], &mut carry);
+        for (o, a) in out[range].iter_mut().zip(&carry) {
+            *o = *a < threshold;
         }
     }
 }
