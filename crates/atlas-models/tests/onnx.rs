@@ -2,7 +2,7 @@
 //! skl2onnx), read through tract. Needs the `onnx` feature.
 #![cfg(feature = "onnx")]
 
-use atlas_core::{unsupported, Compiled, Model, Problem, Registry, SolveOptions};
+use atlas_core::{unsupported, Compiled, Problem, Registry, SolveOptions};
 use rand::{Rng, SeedableRng};
 
 const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/models");
