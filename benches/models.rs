@@ -5,8 +5,8 @@
 //! 2. `cmaes` against the loopback HTTP server with 2 ms latency per request: requests of
 //!    64 points against requests of 1 point, the same evaluations.
 //! 3. A surrogate of a model costing 1 ms per evaluation (the HTTP server with 1 ms
-//!    latency, batch 1): `optimize --surrogate` against `cmaes` on the true model, quality
-//!    and true-model evaluations.
+//!    latency, batch 1): `atlas surrogate` + `optimize --surrogate` against `cmaes` on the
+//!    true model, the true-model evaluations each needs to come within 0.1 % of the optimum.
 //!
 //! `cargo bench --bench models [--features onnx]`
 
@@ -139,7 +139,119 @@ fn cmaes_batches() {
     );
 }
 
+/// Points the test server evaluated while `f` ran.
+fn points_during<T>(server: &TestServer, f: impl FnOnce() -> T) -> (u64, T) {
+    let before = server.points();
+    let out = f();
+    (server.points() - before, out)
+}
+
+/// `atlas surrogate` then `atlas optimize --surrogate` (the command line, in process) on
+/// quickstart's rules with its model behind the test server at 1 ms per request and one
+/// point per request (1 ms per evaluation), against `cmaes` on the true model: the
+/// true-model evaluations each needs to come within 0.1 % of the optimum.
+#[cfg(feature = "cli")]
+fn surrogate() {
+    let builtin = Compiled::from_path(format!("{PROBLEMS}/quickstart.toml")).unwrap();
+    let optimum = solve(&builtin, "lbfgs", serde_json::json!({})).objective;
+    let server = served(Duration::from_millis(1));
+    let dir = std::env::temp_dir().join(format!("atlas-models-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(format!("{PROBLEMS}/quickstart.toml")).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with("response =") && !l.starts_with("adstock ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let problem = dir.join("quickstart_http.toml");
+    std::fs::write(
+        &problem,
+        format!(
+            "{kept}\n[model]\nkind = \"http\"\nurl = \"{}\"\nbatch = 1\nconcurrency = 1\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let fitted = dir.join("fitted.toml");
+    let result = dir.join("result.json");
+    let cli = |args: &[&std::path::Path]| {
+        let mut argv: Vec<std::ffi::OsString> = vec!["atlas".into()];
+        argv.extend(args.iter().map(|a| a.as_os_str().to_owned()));
+        let status = atlas_cli::main_with_args(atlas::registry().unwrap(), argv);
+        assert_eq!(status, std::process::ExitCode::SUCCESS, "{args:?}");
+    };
+    let p = std::path::Path::new;
+    let samples = "40";
+    let t = Instant::now();
+    let (fit_points, ()) = points_during(&server, || {
+        cli(&[
+            p("surrogate"),
+            &problem,
+            p("--samples"),
+            p(samples),
+            p("--output"),
+            &fitted,
+        ])
+    });
+    let (polish_points, ()) = points_during(&server, || {
+        cli(&[
+            p("optimize"),
+            &problem,
+            p("--surrogate"),
+            &fitted,
+            p("-O"),
+            p("lbfgs"),
+            p("--quiet"),
+            p("--format"),
+            p("json"),
+            p("--output"),
+            &result,
+        ])
+    });
+    let t_surrogate = t.elapsed().as_secs_f64();
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    let objective = value["objective"].as_f64().unwrap();
+    let gap = (optimum - objective) / optimum;
+    let surrogate_points = fit_points + polish_points;
+    println!(
+        "surrogate (1 ms per evaluation): `atlas surrogate --samples {samples}` {fit_points} evaluations + `optimize --surrogate -O lbfgs` {polish_points} on the true model = {surrogate_points}, {t_surrogate:.3} s, {gap:.1e} below the optimum"
+    );
+    let mut cmaes = None;
+    for budget in [
+        25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200,
+    ] {
+        let t = Instant::now();
+        let (points, r) = points_during(&server, || {
+            solve(
+                &http_problem(&server, 1),
+                "cmaes",
+                serde_json::json!({"max_evaluations": budget, "seed": 3}),
+            )
+        });
+        let gap = (optimum - r.objective) / optimum;
+        if gap <= 1e-3 {
+            cmaes = Some((budget, points, t.elapsed().as_secs_f64(), gap));
+            break;
+        }
+    }
+    match cmaes {
+        Some((budget, points, t, gap)) => println!(
+            "cmaes on the true model (1 ms per evaluation): within 0.1 % first with max_evaluations {budget}: {points} evaluations, {t:.3} s, {gap:.1e} below the optimum; the surrogate used {:.2}x its evaluations",
+            surrogate_points as f64 / points as f64
+        ),
+        None => println!("cmaes on the true model: not within 0.1 % in 3200 evaluations"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(not(feature = "cli"))]
+fn surrogate() {
+    println!("surrogate: skipped (needs the cli feature)");
+}
+
 fn main() {
     onnx_twin();
     cmaes_batches();
+    surrogate();
 }

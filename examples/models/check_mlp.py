@@ -1,4 +1,4 @@
-"""CI check (`.ci/run`, `# --- models ---`): Atlas's reported objective for the
+"""CI check (`.ci/onnx.sh`): Atlas's reported objective for the
 scikit-learn MLP (mlp.onnx, exported by skl2onnx) equals onnxruntime's prediction for the
 returned plan within 1e-5 relative.
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use atlas_core::model_spec::OnnxSpec;
 use atlas_core::{Error, InputError};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::external::Backend;
 
@@ -28,6 +29,8 @@ pub struct OnnxModel {
     input_scale: f64,
     output_scale: f64,
     batch: usize,
+    /// The graph's batch dimension where it is fixed (every call then has that many rows).
+    fixed_rows: Option<usize>,
     model: InferenceModel,
     input_index: usize,
     plans: Mutex<HashMap<usize, Arc<Plan>>>,
@@ -83,11 +86,16 @@ impl OnnxModel {
                 ))
             }
         };
+        // Outputs by their ONNX tensor names (tract's outlet labels), else their node's.
         let output_names: Vec<String> = model
             .output_outlets()
             .map_err(|e| field_error("model.path", format!("{label}: {e:#}")))?
             .iter()
-            .map(|o| model.node(o.node).name.clone())
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map_or_else(|| model.node(o.node).name.clone(), str::to_string)
+            })
             .collect();
         match &spec.output {
             Some(name) => {
@@ -134,10 +142,11 @@ impl OnnxModel {
                 ))
             }
         };
-        let dims: Option<Vec<Option<usize>>> = fact
-            .shape
-            .concretize()
-            .map(|dims| dims.iter().map(|d| d.to_usize().ok()).collect());
+        let dims: Option<Vec<Option<usize>>> = fact.shape.concretize().map(|dims| {
+            dims.iter()
+                .map(|d| d.as_i64().and_then(|v| usize::try_from(v).ok()))
+                .collect()
+        });
         let wanted = format!(
             "[N, {}] or [N, {channels}, {periods}] ({channels} channels x {periods} periods)",
             channels * periods
@@ -168,6 +177,16 @@ impl OnnxModel {
             }
             None => false,
         };
+        let fixed_rows = dims.as_deref().and_then(|d| d.first().copied().flatten());
+        if fixed_rows == Some(0) {
+            return Err(field_error(
+                "model.path",
+                format!(
+                    "{label}: the input `{}` has a batch dimension of 0",
+                    input_names[input_index]
+                ),
+            ));
+        }
         let m = OnnxModel {
             label,
             channels,
@@ -176,14 +195,15 @@ impl OnnxModel {
             float64,
             input_scale: spec.input_scale,
             output_scale: spec.output_scale,
-            batch: spec.batch,
+            batch: fixed_rows.map_or(spec.batch, |n| n.min(spec.batch)),
+            fixed_rows,
             model,
             input_index,
             plans: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
         };
         // Build the smallest plan now: shape errors belong to loading, not to the solve.
-        m.plan(1)
+        m.plan(m.fixed_rows.unwrap_or(1))
             .map_err(|reason| field_error("model.path", reason))?;
         Ok(m)
     }
@@ -246,10 +266,12 @@ impl OnnxModel {
     }
 
     fn run(&self, points: &[Vec<f64>]) -> Result<Vec<f64>, String> {
-        let rows = points
-            .len()
-            .next_power_of_two()
-            .min(self.batch.next_power_of_two());
+        let rows = self.fixed_rows.unwrap_or_else(|| {
+            points
+                .len()
+                .next_power_of_two()
+                .min(self.batch.next_power_of_two())
+        });
         let plan = self.plan(rows)?;
         let d = self.channels * self.periods;
         let shape: Vec<usize> = if self.rank3 {

@@ -2,14 +2,25 @@
 //! skl2onnx), read through tract. Needs the `onnx` feature.
 #![cfg(feature = "onnx")]
 
-use atlas_core::{unsupported, Compiled, Model, Problem, Registry, SolveOptions};
+use atlas_core::{unsupported, Compiled, Problem, Registry, SolveOptions};
 use rand::{Rng, SeedableRng};
 
 const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/models");
 const PROBLEMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/problems");
-/// Certified optima (examples/problems/optima.json).
+/// Certified optima (examples/problems/optima.json); the tests also solve the built-in
+/// problems themselves and compare.
 const RETAIL_OPTIMUM: f64 = 24_923_816.0371263;
 const QUICKSTART_OPTIMUM: f64 = 1_585_364.8228965725;
+
+/// The optimum of the built-in problem, solved here by `convex` (certified).
+fn builtin_optimum(file: &str) -> f64 {
+    let builtin = Compiled::from_path(format!("{PROBLEMS}/{file}")).unwrap();
+    let config = registry().default_config("convex").unwrap();
+    let result = registry()
+        .optimize(&builtin, config.as_ref(), SolveOptions::default())
+        .unwrap();
+    result.objective
+}
 
 fn registry() -> Registry {
     let mut r = Registry::new();
@@ -68,6 +79,11 @@ fn the_float32_twin_with_scales_and_a_rank_3_input() {
 #[test]
 fn gradient_optimizers_reach_the_optimum_of_the_twin_through_finite_differences() {
     let twin = atlas_models::compile_path(format!("{MODELS}/retail_q4_onnx.toml")).unwrap();
+    let optimum = builtin_optimum("retail_q4.toml");
+    assert!(
+        (optimum - RETAIL_OPTIMUM).abs() < 1e-7 * RETAIL_OPTIMUM,
+        "{optimum}"
+    );
     let registry = registry();
     let mut solved = Vec::new();
     for name in ["lbfgs", "trust-region"] {
@@ -78,7 +94,7 @@ fn gradient_optimizers_reach_the_optimum_of_the_twin_through_finite_differences(
         let result = registry
             .optimize(&twin, config.as_ref(), SolveOptions::default())
             .unwrap();
-        let rel = (RETAIL_OPTIMUM - result.objective) / RETAIL_OPTIMUM;
+        let rel = (optimum - result.objective) / optimum;
         assert!(rel.abs() < 1e-6, "{name}: {} ({rel:e})", result.objective);
         assert!(result.max_violation <= 1e-6 * twin.budget(), "{name}");
         assert_eq!(
@@ -95,6 +111,8 @@ fn every_optimizer_that_accepts_the_quickstart_twin_reaches_its_optimum() {
     // The float64 retail twin has 104 variables, beyond what the black-box searches
     // reach in a test; the 3-variable float32 twin of quickstart is for all of them.
     let twin = atlas_models::compile_path(format!("{MODELS}/quickstart_onnx.toml")).unwrap();
+    let optimum = builtin_optimum("quickstart.toml");
+    assert!((optimum - QUICKSTART_OPTIMUM).abs() < 1e-7 * QUICKSTART_OPTIMUM);
     let registry = registry();
     let mut accepted = Vec::new();
     for name in registry.names() {
@@ -111,7 +129,7 @@ fn every_optimizer_that_accepts_the_quickstart_twin_reaches_its_optimum() {
         } else {
             1e-3
         };
-        let rel = (QUICKSTART_OPTIMUM - result.objective) / QUICKSTART_OPTIMUM;
+        let rel = (optimum - result.objective) / optimum;
         assert!(
             rel.abs() < tolerance,
             "{name}: {} ({rel:e})",
@@ -169,4 +187,66 @@ fn shapes_that_do_not_fit_are_refused_naming_both() {
         e.contains("model.input") && e.contains("no input `nope`"),
         "{e}"
     );
+}
+
+/// quickstart's channels (no curves) with `model_lines` as the `[model]` table.
+fn quickstart_with(model_lines: &str) -> atlas_core::Compiled {
+    let text = std::fs::read_to_string(format!("{MODELS}/quickstart_onnx.toml")).unwrap();
+    let head = text.split("[model]").next().unwrap();
+    let problem = Problem::from_text(
+        &format!("{head}[model]\n{model_lines}"),
+        atlas_core::Format::Toml,
+    )
+    .unwrap();
+    let source = std::path::PathBuf::from(format!("{MODELS}/inline.toml"));
+    atlas_models::compile(&problem, Some(&source)).unwrap()
+}
+
+#[test]
+fn input_and_output_scales_are_applied() {
+    let builtin = Compiled::from_path(format!("{PROBLEMS}/quickstart.toml")).unwrap();
+    let graph = "kind = \"onnx\"\npath = \"quickstart_f32.onnx\"\n";
+    // The graph works in millions: without scales it sees spend in units, so its value at
+    // x is the built-in model's at 1e6 x, divided by 1e6.
+    let unscaled = quickstart_with(graph);
+    let doubled = quickstart_with(&format!("{graph}input_scale = 1e-6\noutput_scale = 2e6\n"));
+    let scaled = quickstart_with(&format!("{graph}input_scale = 1e-6\noutput_scale = 1e6\n"));
+    for p in random_points(&builtin, 20) {
+        let exact = builtin.model().value(&p);
+        let v = scaled.model().value(&p);
+        assert!((v - exact).abs() <= 1e-6 * exact, "{v} vs {exact}");
+        let d = doubled.model().value(&p);
+        assert!(
+            (d - 2.0 * exact).abs() <= 2e-6 * exact,
+            "{d} vs 2 x {exact}"
+        );
+        // 1 unit of spend in the graph's units is 1e6: spend / 1e6 in millions.
+        let small: Vec<f64> = p.iter().map(|v| v * 1e-6).collect();
+        let u = unscaled.model().value(&small);
+        let exact_small = builtin.model().value(&p) * 1e-6;
+        assert!(
+            (u - exact_small).abs() <= 1e-6 * exact_small,
+            "{u} vs {exact_small}"
+        );
+    }
+}
+
+#[test]
+fn a_float64_graph_is_read_in_float64_and_a_float32_one_in_float32() {
+    // The float64 twin resolves a change of 1e-9 relative in one coordinate; the
+    // float32 one cannot (its epsilon is 1.2e-7), which is why its finite-difference
+    // steps are larger.
+    let retail = atlas_models::compile_path(format!("{MODELS}/retail_q4_onnx.toml")).unwrap();
+    let builtin = Compiled::from_path(format!("{PROBLEMS}/retail_q4.toml")).unwrap();
+    let p = random_points(&builtin, 1).remove(0);
+    let mut q = p.clone();
+    q[0] *= 1.0 + 1e-9;
+    let (a, b) = (retail.model().value(&p), retail.model().value(&q));
+    let (ea, eb) = (builtin.model().value(&p), builtin.model().value(&q));
+    assert!(b != a && ((b - a) - (eb - ea)).abs() <= 1e-2 * (eb - ea).abs() + 1e-13 * ea);
+    let quick = atlas_models::compile_path(format!("{MODELS}/quickstart_onnx.toml")).unwrap();
+    let x = vec![300_000.0, 500_000.0, 200_000.0];
+    let mut y = x.clone();
+    y[2] *= 1.0 + 1e-9;
+    assert_eq!(quick.model().value(&x), quick.model().value(&y));
 }
