@@ -331,13 +331,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 bail!("POST /v1/jobs: {s} {}", String::from_utf8_lossy(&body));
             }
         }
-        let count = format!(
-            "SELECT COUNT(*) FROM atlas_jobs WHERE kind = 'job' AND state IN ('succeeded', 'failed')"
-        );
+        let count = "SELECT COUNT(*) FROM atlas_jobs WHERE kind = 'job' \
+                     AND state IN ('succeeded', 'failed')";
         let started = Instant::now();
         let procs = workers(&bin, &db.url, 2)?;
         loop {
-            let done: usize = psql(&db.url, &count)?.parse().unwrap_or(0);
+            let done: usize = psql(&db.url, count)?.parse().unwrap_or(0);
             if done >= o.tiny {
                 break;
             }
