@@ -326,14 +326,14 @@ fn wait_sweep(base: &str, id: &str) -> Value {
 /// The sweep of these tests: quickstart at 40 budget points, each a seeded `tpe`
 /// search long enough (a fraction of a second) that a worker holds leases at any moment.
 fn sweep_body() -> Value {
-    let problem =
+    let problem: Value =
         atlas_core::problem::read_document(&common::problems_dir().join("quickstart.toml"))
             .expect("quickstart");
     json!({
         "problem": problem,
         "budgets": "0.6x:1.3x:40",
         "optimizer": "tpe",
-        "settings": {"n_trials": 300},
+        "settings": {"n_trials": 500},
     })
 }
 
@@ -507,7 +507,7 @@ fn sigterm_hands_running_work_back_and_exits_0() {
         &db.url,
         &["--concurrency", "1", "--lease-s", "30", "--drain-s", "0"],
     );
-    let problem =
+    let problem: Value =
         atlas_core::problem::read_document(&common::problems_dir().join("quickstart.toml"))
             .unwrap();
     let (s, job) = post(

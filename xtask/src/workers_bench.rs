@@ -33,6 +33,7 @@ cargo xtask bench workers [OPTIONS]
   --scenarios N      budget points of the sweep (default 40)
   --trials N         tpe trials per scenario (default 300)
   --tiny N           tiny jobs drained by 2 workers (default 2000; 0 skips it)
+  --no-build         use target/release/atlas as it is (built with --features server)
   --json FILE        also write the figures as JSON
 ";
 
@@ -46,6 +47,7 @@ struct Options {
     trials: u64,
     tiny: usize,
     json: Option<String>,
+    build: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -59,6 +61,7 @@ fn parse(args: &[String]) -> Result<Options> {
         trials: 300,
         tiny: 2000,
         json: None,
+        build: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -83,6 +86,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--trials" => o.trials = value()?.parse().context("--trials")?,
             "--tiny" => o.tiny = value()?.parse().context("--tiny")?,
             "--json" => o.json = Some(value()?),
+            "--no-build" => o.build = false,
             "--help" | "-h" => {
                 print!("{HELP}");
                 std::process::exit(0);
@@ -327,13 +331,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 bail!("POST /v1/jobs: {s} {}", String::from_utf8_lossy(&body));
             }
         }
-        let count = format!(
-            "SELECT COUNT(*) FROM atlas_jobs WHERE kind = 'job' AND state IN ('succeeded', 'failed')"
-        );
+        let count = "SELECT COUNT(*) FROM atlas_jobs WHERE kind = 'job' \
+                     AND state IN ('succeeded', 'failed')";
         let started = Instant::now();
         let procs = workers(&bin, &db.url, 2)?;
         loop {
-            let done: usize = psql(&db.url, &count)?.parse().unwrap_or(0);
+            let done: usize = psql(&db.url, count)?.parse().unwrap_or(0);
             if done >= o.tiny {
                 break;
             }
